@@ -1,0 +1,39 @@
+# The two commands of the README, and a few for development.
+#   make quickstart   create .venv if missing, install, run the quickstart
+#   make test         create .venv if missing, install, run the whole test suite
+# Installation is keyed on pyproject.toml: a second run does not reinstall.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+# Offline machines of this project keep real data beside the checkout; users with internet
+# leave RNNPRUNE_DATA_DIR unset and torchvision downloads into the user cache.
+SHARED_MNIST := $(abspath ../shared/data/mnist)
+ifeq ($(origin RNNPRUNE_DATA_DIR), undefined)
+ifneq ($(wildcard $(SHARED_MNIST)/MNIST/raw),)
+export RNNPRUNE_DATA_DIR := $(SHARED_MNIST)
+endif
+endif
+
+.PHONY: install quickstart test test-fast lint bench
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+quickstart: $(INSTALLED)
+	$(BIN)/rnnprune train sweeps/trials/quickstart.yaml --output runs/quickstart
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest tests
+
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest tests -m "not slow"
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check rnnprune tests benchmarks

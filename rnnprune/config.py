@@ -1,0 +1,283 @@
+"""Typed, validated trial configuration: the one place where input is checked.
+
+A trial is a bundle of hyperparameter groups (task, model, training, pruning), as in
+OpenLTH. Configs come from YAML plus `--set key=value` overrides, are validated once here,
+and every error names the field and says how to fix it. Inside the package, code trusts
+the config. Trials and dense-cache entries are named by hashes of what defines them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rnnprune.data import registry as task_registry
+from rnnprune.data.base import TaskParams
+from rnnprune.errors import ConfigError
+from rnnprune.models.recurrent import Cell
+from rnnprune.pruning import registry as method_registry
+from rnnprune.pruning.base import MethodParams, WeightKind
+from rnnprune.pruning.schedules import GradualSchedule, Schedule
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _LocatedError(ValueError):
+    """Errors found inside a validator, kept with their own field paths (relative)."""
+
+    def __init__(self, errors: list[tuple[tuple[Any, ...], str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in errors))
+
+
+def _allowed(model: type[BaseModel]) -> str:
+    return ", ".join(model.model_fields)
+
+
+def _validate_params(params_type: type[BaseModel], raw: Any) -> BaseModel:
+    if isinstance(raw, params_type):
+        return raw
+    try:
+        return params_type.model_validate(raw or {})
+    except ValidationError as error:
+        errors = []
+        for e in error.errors():
+            msg = e["msg"]
+            if e["type"] == "extra_forbidden":
+                allowed = _allowed(params_type) or "none (this block takes no parameters)"
+                msg = f"unknown parameter; allowed: {allowed}"
+            errors.append((("params", *e["loc"]), msg))
+        raise _LocatedError(errors) from None
+
+
+def _registered(kind: str, field: str, name: Any, registry: Mapping[str, Any], hint: str = "") -> None:
+    if name not in registry:
+        known = ", ".join(sorted(registry))
+        raise _LocatedError([((field,), f"unknown {kind} {name!r}; registered: {known}{hint}")])
+
+
+class TaskConfig(_Group):
+    name: str = Field(default="seq_mnist", description="Registered task name.")
+    params: Any = Field(default_factory=dict, description="The task's own parameters.")
+    data_dir: Path | None = Field(
+        default=None, description="Data root; else $RNNPRUNE_DATA_DIR, else the user cache."
+    )
+    download: bool = Field(default=True, description="Let torchvision download missing files.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_params(cls, raw: Any) -> Any:
+        if isinstance(raw, Mapping):
+            name = raw.get("name", "seq_mnist")
+            _registered("task", "name", name, task_registry.registered_tasks)
+            params = _validate_params(task_registry.get(name).params, raw.get("params"))
+            return {**raw, "params": params}
+        return raw
+
+    @property
+    def typed_params(self) -> TaskParams:
+        return self.params
+
+
+class ModelConfig(_Group):
+    cell: Cell = Field(default="lstm", description="lstm, gru, rnn_tanh or rnn_relu.")
+    hidden_size: int = Field(default=128, ge=1, description="Hidden units per layer.")
+    num_layers: int = Field(default=1, ge=1, description="Stacked recurrent layers.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout between layers.")
+
+
+class TrainingConfig(_Group):
+    """The dense phase (and, unless the pruning block overrides them, fine-tuning)."""
+
+    epochs: int = Field(default=10, ge=0, description="Dense training epochs (cached across trials).")
+    batch_size: int = Field(default=128, ge=1, description="Examples per optimizer step.")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field(default="adam", description="Optimizer.")
+    lr: float = Field(default=1e-3, gt=0.0, description="Peak learning rate.")
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="Weight decay.")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        default="cosine", description="Per phase (and per iterative round)."
+    )
+    grad_clip: float | None = Field(default=1.0, gt=0.0, description="Max gradient norm (None: off).")
+
+
+class PruningConfig(_Group):
+    method: str = Field(default="global_magnitude", description="Registered method name.")
+    params: Any = Field(default_factory=dict, description="The method's own parameters.")
+    target_sparsity: float = Field(
+        default=0.9, ge=0.0, lt=1.0, description="Fraction of the prunable pool set to zero."
+    )
+    scope: tuple[WeightKind, ...] = Field(
+        default=("ih", "hh"), min_length=1, description="Prunable tensors: ih, hh, readout."
+    )
+    schedule: Schedule = Field(default_factory=GradualSchedule, description="When to prune.")
+    lr: float | None = Field(default=None, gt=0.0, description="Pruning-phase lr (None: training.lr).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_params(cls, raw: Any) -> Any:
+        if isinstance(raw, Mapping):
+            name = raw.get("method", "global_magnitude")
+            _registered(
+                "pruning method",
+                "method",
+                name,
+                method_registry.registered_methods,
+                " (`rnnprune methods` lists them with their parameters)",
+            )
+            params = _validate_params(method_registry.get(name).params, raw.get("params"))
+            return {**raw, "params": params}
+        return raw
+
+    @field_validator("scope")
+    @classmethod
+    def _unique_scope(cls, scope: tuple[WeightKind, ...]) -> tuple[WeightKind, ...]:
+        if len(set(scope)) != len(scope):
+            raise ValueError(f"repeated entries in {list(scope)}")
+        return scope
+
+    @property
+    def typed_params(self) -> MethodParams:
+        return self.params
+
+
+class TrialConfig(_Group):
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    pruning: PruningConfig = Field(default_factory=PruningConfig)
+    seed: int = Field(default=0, ge=0, description="Seeds initialisation, shuffling and masks.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda if present.")
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Dense-pretraining cache; else $RNNPRUNE_CACHE_DIR or the user cache.",
+    )
+
+    # Fields that say where or how, not what: they never change a result, so they stay out
+    # of the hashes (moving the data or the cache must not invalidate finished work).
+    _LOCATION_FIELDS: tuple[tuple[str, ...], ...] = (
+        ("task", "data_dir"),
+        ("task", "download"),
+        ("device",),
+        ("cache_dir",),
+    )
+
+    def _defining(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        for path in self._LOCATION_FIELDS:
+            node = data
+            for key in path[:-1]:
+                node = node[key]
+            node.pop(path[-1], None)
+        return data
+
+    def hash(self) -> str:
+        """Names the whole trial."""
+        return _digest(self._defining())
+
+    def dense_hash(self) -> str:
+        """Names the dense phase: everything that defines it, nothing about pruning."""
+        data = self._defining()
+        return _digest({key: data[key] for key in ("task", "model", "training", "seed")})
+
+    def name(self) -> str:
+        model = f"{self.model.cell}{self.model.hidden_size}"
+        return f"{self.task.name}-{model}-{self.pruning.method}-{self.hash()[:10]}"
+
+
+def _digest(data: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overrides and error messages
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The config group a field path points into, to list its allowed fields."""
+    model: Any = TrialConfig
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        # The discriminated schedule union puts the kind in the path; users never write it.
+        loc = tuple(p for p in item["loc"] if p not in ("one_shot", "iterative", "gradual"))
+        located = item.get("ctx", {}).get("error")
+        if isinstance(located, _LocatedError):
+            entries = [(loc + sub, msg) for sub, msg in located.errors]
+        elif item["type"] == "extra_forbidden":
+            parent = _model_at(loc[:-1])
+            allowed = f"; allowed here: {_allowed(parent)}" if parent else ""
+            entries = [(loc, f"unknown field{allowed}")]
+        else:
+            got = item.get("input")
+            shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+            entries = [(loc, item["msg"].removeprefix("Value error, ") + shown)]
+        for path, msg in entries:
+            lines.append(f"  {'.'.join(str(p) for p in path) or '(top level)'}: {msg}")
+    return f"invalid trial config {source}:\n" + "\n".join(lines)
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (['a', 'b', 'c'], value parsed as YAML)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} must look like key.path=value (e.g. seed=3)")
+    key, _, text = override.partition("=")
+    if not key.strip():
+        raise ConfigError(f"override {override!r} has an empty key")
+    return key.strip().split("."), yaml.safe_load(text)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    merged = json.loads(json.dumps(raw, default=str))
+    for override in overrides:
+        path, value = parse_override(override)
+        node = merged
+        for key in path[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {key!r} is not a group of fields")
+            node = child
+        node[path[-1]] = value
+    return merged
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "(inline)") -> TrialConfig:
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error, source)) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (pass the path to a trial YAML)")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of fields at the top level")
+    return raw
+
+
+def load_config(path: Path, overrides: Iterable[str] = ()) -> TrialConfig:
+    """Read a trial YAML, apply `--set` overrides, validate. Raises ConfigError."""
+    return validate_config(apply_overrides(read_yaml(path), overrides), source=str(path))

@@ -1,0 +1,141 @@
+"""Sequence classifiers over PyTorch's fused recurrent layers, with pruning masks.
+
+Masks are boolean buffers registered next to the weights they mask (`weight_hh_l0_mask`
+beside `weight_hh_l0`), so they travel in the state dict. They are applied in place to the
+plain `nn.Parameter`s (and to the optimizer's state) after every optimizer step, which keeps
+cuDNN's packed-weight fast path; `torch.nn.utils.prune` would re-parametrise the weights and
+break it (pytorch#33618).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import torch
+from torch import nn
+
+from rnnprune.pruning.base import PrunableWeight, WeightKind
+
+Cell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+GATES: dict[str, tuple[str, ...]] = {
+    "lstm": ("i", "f", "g", "o"),
+    "gru": ("r", "z", "n"),
+    "rnn_tanh": ("h",),
+    "rnn_relu": ("h",),
+}
+
+MASK_SUFFIX = "_mask"
+
+
+def _recurrent_layer(
+    cell: Cell, input_size: int, hidden_size: int, num_layers: int, dropout: float
+) -> nn.RNNBase:
+    common = dict(
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        dropout=dropout if num_layers > 1 else 0.0,
+        batch_first=True,
+    )
+    if cell == "lstm":
+        return nn.LSTM(**common)
+    if cell == "gru":
+        return nn.GRU(**common)
+    return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **common)
+
+
+class RecurrentClassifier(nn.Module):
+    """x (batch, time, features) -> recurrent stack -> last hidden state -> linear readout."""
+
+    def __init__(
+        self,
+        cell: Cell,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        num_classes: int,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.cell = cell
+        self.rnn = _recurrent_layer(cell, input_size, hidden_size, num_layers, dropout)
+        self.readout = nn.Linear(hidden_size, num_classes)
+        for _, module, attr, _, _ in self._weight_matrices():
+            weight = getattr(module, attr)
+            module.register_buffer(attr + MASK_SUFFIX, torch.ones_like(weight, dtype=torch.bool))
+        # Only masks with zeros are applied after each step; all-ones masks cost nothing.
+        self._active: list[tuple[nn.Parameter, torch.Tensor]] = []
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.rnn(inputs)
+        return self.readout(outputs[:, -1])
+
+    def _weight_matrices(self) -> Iterable[tuple[str, nn.Module, str, int, WeightKind]]:
+        """(full name, owning module, attribute, layer, kind) of every maskable matrix."""
+        for layer in range(self.rnn.num_layers):
+            for kind in ("ih", "hh"):
+                attr = f"weight_{kind}_l{layer}"
+                yield f"rnn.{attr}", self.rnn, attr, layer, kind  # type: ignore[misc]
+        yield "readout.weight", self.readout, "weight", self.rnn.num_layers, "readout"
+
+    def prunable_weights(self, scope: Iterable[WeightKind] = ("ih", "hh")) -> list[PrunableWeight]:
+        """The weight matrices in `scope` with their masks, in a fixed order."""
+        wanted = set(scope)
+        return [
+            PrunableWeight(
+                name=name,
+                layer=layer,
+                kind=kind,
+                gates=GATES[self.cell] if kind != "readout" else ("out",),
+                weight=getattr(module, attr),
+                mask=getattr(module, attr + MASK_SUFFIX),
+            )
+            for name, module, attr, layer, kind in self._weight_matrices()
+            if kind in wanted
+        ]
+
+    def masks(self) -> dict[str, torch.Tensor]:
+        return {
+            name: getattr(module, attr + MASK_SUFFIX) for name, module, attr, _, _ in self._weight_matrices()
+        }
+
+    @torch.no_grad()
+    def set_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
+        """Replace the named masks, zero the pruned weights, and re-pack cuDNN's weights."""
+        for name, module, attr, _, _ in self._weight_matrices():
+            if name in masks:
+                getattr(module, attr + MASK_SUFFIX).copy_(masks[name])
+        self.refresh_masks()
+
+    @torch.no_grad()
+    def refresh_masks(self) -> None:
+        """Re-read the mask buffers (after `set_masks` or `load_state_dict`) and apply them."""
+        self._active = []
+        for _, module, attr, _, _ in self._weight_matrices():
+            mask = getattr(module, attr + MASK_SUFFIX)
+            if not bool(mask.all()):
+                weight = getattr(module, attr)
+                weight.mul_(mask)
+                self._active.append((weight, mask))
+        self.rnn.flatten_parameters()
+
+    @torch.no_grad()
+    def apply_masks(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Zero pruned weights in place, and the optimizer's per-weight state with them.
+
+        Called after every optimizer step. Zeroing the moment estimates too keeps a pruned
+        weight's history from leaking back if a method ever lets it regrow.
+        """
+        for weight, mask in self._active:
+            weight.mul_(mask)
+            if optimizer is not None:
+                for state in optimizer.state.get(weight, {}).values():
+                    if isinstance(state, torch.Tensor) and state.shape == weight.shape:
+                        state.mul_(mask)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.refresh_masks()
+        return result

@@ -1,0 +1,1 @@
+"""Pruning core: method contract, registry, shared selection and schedules."""

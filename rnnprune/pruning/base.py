@@ -1,0 +1,75 @@
+"""The contract every pruning method fulfils.
+
+A method answers one question (ShrinkBench's): *which weights stay?* It is a pure function
+from the prunable weights, their current masks and a target sparsity to new masks. It never
+trains, logs or saves; schedules, mask application and accounting are shared machinery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+WeightKind = Literal["ih", "hh", "readout"]
+
+
+class MethodParams(BaseModel):
+    """Base of every method's typed parameter block (unknown fields are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(MethodParams):
+    """For methods without parameters."""
+
+
+@dataclass(frozen=True)
+class PrunableWeight:
+    """One prunable weight matrix with the structure a method may need.
+
+    `gates` names the row blocks of a recurrent matrix in PyTorch's layout (LSTM: i, f, g, o;
+    GRU: r, z, n; Elman RNN: a single block), so structural methods can aggregate gate rows
+    per hidden unit. `weight` and `mask` are the live tensors: methods must not modify them.
+    """
+
+    name: str
+    layer: int
+    kind: WeightKind
+    gates: tuple[str, ...]
+    weight: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def numel(self) -> int:
+        return self.weight.numel()
+
+
+Masks = dict[str, torch.Tensor]
+"""Boolean keep-masks by full parameter name (True = the weight stays)."""
+
+PruneFunction = Callable[[Sequence[PrunableWeight], float, MethodParams, torch.Generator], Masks]
+
+
+@dataclass(frozen=True)
+class PruningMethod:
+    """A registered method: its typed parameters and its mask function.
+
+    `prune(weights, target_sparsity, params, generator)` returns a keep-mask for every weight
+    in `weights` such that the fraction of pruned entries over the whole pool is
+    `target_sparsity` (methods whose reading fixes the sparsity themselves say so in
+    `description` and report what they reached).
+    """
+
+    name: str
+    params: type[MethodParams]
+    prune: PruneFunction
+    description: str
+
+
+def nested(new_masks: Mapping[str, torch.Tensor], weights: Sequence[PrunableWeight]) -> Masks:
+    """Intersect new masks with the current ones: a pruned weight never comes back."""
+    return {w.name: new_masks[w.name].to(torch.bool) & w.mask.to(torch.bool) for w in weights}
