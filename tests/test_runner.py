@@ -14,6 +14,8 @@ import yaml
 from rnnprune.cli import main
 from rnnprune.config import validate_config
 from rnnprune.errors import ConfigError
+from rnnprune.pruning import registry as method_registry
+from rnnprune.pruning.base import NoParams, PruningMethod, PruningResult
 from rnnprune.training.runner import EpochReport, run_trial
 
 REQUIRED_METRICS = {
@@ -74,6 +76,22 @@ def test_every_method_under_every_schedule(
     if method == "layerwise_magnitude":
         for name in ("rnn.weight_ih_l0", "rnn.weight_hh_l0"):
             assert metrics["per_tensor"][name]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+
+
+def test_method_diagnostics_reach_the_metrics(
+    trial_dict: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def keep_all_and_count(weights, target_sparsity, params, generator) -> PruningResult:
+        masks = {w.name: torch.ones_like(w.mask) for w in weights}
+        return PruningResult(masks, {"calls": float(target_sparsity), "layer0.kept": 1.0})
+
+    method = PruningMethod("keep_all", NoParams, keep_all_and_count, "test double")
+    monkeypatch.setitem(method_registry.registered_methods, "keep_all", method)
+    trial_dict["pruning"].update(method="keep_all", target_sparsity=0.5)
+    metrics = run_trial(validate_config(trial_dict), tmp_path / "out").metrics
+    assert metrics["prune.calls"] == pytest.approx(0.5)  # the last event's target
+    assert metrics["history"][0]["prune.layer0.kept"] == 1.0
+    assert metrics["sparsity"] == 0.0  # measured, not taken from the target
 
 
 class _Interrupt(Exception):

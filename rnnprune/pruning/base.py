@@ -8,7 +8,7 @@ trains, logs or saves; schedules, mask application and accounting are shared mac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -51,7 +51,22 @@ class PrunableWeight:
 Masks = dict[str, torch.Tensor]
 """Boolean keep-masks by full parameter name (True = the weight stays)."""
 
-PruneFunction = Callable[[Sequence[PrunableWeight], float, MethodParams, torch.Generator], Masks]
+
+@dataclass(frozen=True)
+class PruningResult:
+    """New masks, and what the method wants reported about how it chose them.
+
+    `diagnostics` are scalars (e.g. `layer0.meet_irreducible`); the runner logs those of
+    the latest pruning event with every epoch and in the final metrics as `prune.<key>`.
+    """
+
+    masks: Masks
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+PruneFunction = Callable[
+    [Sequence[PrunableWeight], float, MethodParams, torch.Generator], Masks | PruningResult
+]
 
 
 @dataclass(frozen=True)
@@ -59,10 +74,22 @@ class PruningMethod:
     """A registered method: its typed parameters and its mask function.
 
     `prune(weights, target_sparsity, params, generator)` returns a keep-mask for every weight
-    in `weights` such that the fraction of pruned entries over the whole pool is
-    `target_sparsity` (methods whose reading fixes the sparsity themselves say so in
-    `description` and report what they reached).
+    in `weights` (or a `PruningResult` with diagnostics) such that the fraction of pruned
+    entries over the whole pool is `target_sparsity` (methods whose reading fixes the
+    sparsity themselves say so in `description`; the accounting measures what they reached).
     """
+
+    def __call__(
+        self,
+        weights: Sequence[PrunableWeight],
+        target_sparsity: float,
+        params: MethodParams,
+        generator: torch.Generator,
+    ) -> PruningResult:
+        """Run the method; the result's masks are nested in the current ones."""
+        outcome = self.prune(weights, target_sparsity, params, generator)
+        result = outcome if isinstance(outcome, PruningResult) else PruningResult(outcome)
+        return PruningResult(nested(result.masks, weights), dict(result.diagnostics))
 
     name: str
     params: type[MethodParams]

@@ -24,7 +24,6 @@ from rnnprune.errors import ConfigError
 from rnnprune.metrics import sparsity_report
 from rnnprune.models.recurrent import RecurrentClassifier
 from rnnprune.pruning import registry as method_registry
-from rnnprune.pruning.base import nested
 from rnnprune.pruning.schedules import PruningPlan
 from rnnprune.training.dense import (
     DenseModel,
@@ -145,6 +144,7 @@ class _PruningPhase:
         self.optimizer = make_optimizer(self.model, self.settings)
         self.epoch, self.next_event, self.seconds = 0, 0, 0.0
         self.history: list[dict[str, float]] = []
+        self.diagnostics: dict[str, float] = {}  # of the latest pruning event
 
     @property
     def total_steps(self) -> int:
@@ -156,19 +156,21 @@ class _PruningPhase:
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.next_event = state["epoch"], state["next_event"]
         self.seconds, self.history = state["seconds"], state["history"]
+        self.diagnostics = state["diagnostics"]
 
     def _prune_until(self, step: int) -> None:
         """Apply every pruning event scheduled at or before `step` that has not run yet."""
         while self.next_event < len(self.plan.events) and self.plan.events[self.next_event].step <= step:
             event = self.plan.events[self.next_event]
             weights = self.model.prunable_weights(self.config.pruning.scope)
-            masks = self.method.prune(
+            result = self.method(
                 weights,
                 event.target_sparsity,
                 self.config.pruning.typed_params,
                 generator(self.config.seed, "prune", self.next_event),
             )
-            self.model.set_masks(nested(masks, weights))
+            self.model.set_masks(result.masks)
+            self.diagnostics = {f"prune.{key}": value for key, value in result.diagnostics.items()}
             if event.restart:
                 if self.plan.rewind_epoch is not None:
                     kept = self.model.masks()
@@ -212,6 +214,7 @@ class _PruningPhase:
                 "val_loss": val["loss"],
                 "val_accuracy": val["accuracy"],
                 **self.sparsity(),
+                **self.diagnostics,
             }
             self.history.append(metrics)
             self.epoch = epoch
@@ -225,6 +228,7 @@ class _PruningPhase:
                     "next_event": self.next_event,
                     "seconds": self.seconds,
                     "history": self.history,
+                    "diagnostics": self.diagnostics,
                 },
                 path,
             )
@@ -256,6 +260,7 @@ def _finish(config: TrialConfig, output_dir: Path, trial: _PruningPhase) -> Tria
         "pruning_epochs": trial.plan.epochs,
         "wall_time_s": trial.seconds,
         **report.summary(),
+        **trial.diagnostics,
         **report.tables(),
         "history": trial.history,
     }
