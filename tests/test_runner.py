@@ -47,6 +47,9 @@ def test_trial_reaches_the_target_and_writes_its_results(trial_dict: dict[str, A
     assert metrics["per_tensor"]["readout.weight"]["sparsity"] == 0.0  # not in the default scope
     assert [r.epoch for r in reports] == [1, 2, 3]
     assert reports[-1].metrics["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert [r.final is None for r in reports] == [True, True, False]
+    assert reports[-1].final == metrics and reports[-1].checkpoint is None
+    assert reports[0].checkpoint is not None
     assert metrics["test_accuracy"] > 0.3  # the tiny task is learnable; chance is 0.1
     saved = torch.load(tmp_path / "out" / "model.pt", weights_only=False)
     assert "rnn.weight_hh_l0_mask" in saved["state_dict"]

@@ -59,7 +59,8 @@ class EpochReport:
     epoch: int  # 1-based, within the pruning phase
     epochs: int
     metrics: dict[str, float]
-    checkpoint: Path  # resumable state after this epoch (copy it to resume elsewhere)
+    checkpoint: Path | None  # resumable state after this epoch; None once the trial is finished
+    final: dict[str, Any] | None = None  # the trial's final metrics, with the last epoch's report
 
 
 TrialCallback = Callable[[EpochReport], None]
@@ -96,8 +97,7 @@ def run_trial(
     trial = _PruningPhase(config, data, dense, device)
     if checkpoint is not None:
         trial.restore(checkpoint)
-    trial.run(output_dir, callback)
-    return _finish(config, output_dir, trial)
+    return trial.run(output_dir, callback)
 
 
 def _finished_result(config: TrialConfig, output_dir: Path) -> TrialResult | None:
@@ -188,7 +188,8 @@ class _PruningPhase:
         start, end = self.plan.segment_bounds(step, self.total_steps)
         return learning_rate(self.settings, step, start, end)
 
-    def run(self, output_dir: Path, callback: TrialCallback | None) -> None:
+    def run(self, output_dir: Path, callback: TrialCallback | None) -> TrialResult:
+        """Train the remaining epochs; the last one finishes the trial before it is reported."""
         seed, batch_size = self.config.seed, self.config.training.batch_size
         while self.epoch < self.plan.epochs:
             started = time.perf_counter()
@@ -232,9 +233,16 @@ class _PruningPhase:
                 },
                 path,
             )
+            if epoch < self.plan.epochs:
+                if callback is not None:
+                    callback(EpochReport(epoch, self.plan.epochs, metrics, path))
+                continue
+            result = _finish(self.config, output_dir, self)
             if callback is not None:
-                callback(EpochReport(epoch, self.plan.epochs, metrics, path))
+                callback(EpochReport(epoch, self.plan.epochs, metrics, None, result.metrics))
+            return result
         self._prune_until(self.total_steps)  # a plan with zero epochs still prunes
+        return _finish(self.config, output_dir, self)
 
     def sparsity(self) -> dict[str, float]:
         return sparsity_report(self.model, self.pool_names).summary()
