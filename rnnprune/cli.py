@@ -70,6 +70,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    # Ray and MLflow load only for sweeps: `train` and `methods` stay quick to start.
+    from rnnprune.sweep.runner import dry_run, print_outcome, run_sweep
+    from rnnprune.sweep.spec import load_spec
+
+    if args.dry_run:
+        print(dry_run(load_spec(args.spec)))
+        return 0
+    outcome = run_sweep(
+        args.spec,
+        address=args.address,
+        tracking_uri=args.tracking_uri,
+        resume=args.resume,
+        num_cpus=args.num_cpus,
+    )
+    print_outcome(outcome)
+    return 0 if outcome.errors == 0 else 1
+
+
 def _methods(args: argparse.Namespace) -> int:
     for name, method in sorted(method_registry.registered_methods.items()):
         print(f"{name}: {method.description}")
@@ -96,6 +115,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", help="output directory (default: runs/<trial name>)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=_train)
+
+    sweep = commands.add_parser("sweep", help="run a sweep spec on Ray Tune, tracked in MLflow")
+    sweep.add_argument("spec", type=Path, help="sweep spec YAML (see sweeps/)")
+    sweep.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    sweep.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db in the working directory)",
+    )
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep of this spec")
+    sweep.add_argument("--dry-run", action="store_true", help="print the trials and resources, run nothing")
+    sweep.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
+    sweep.set_defaults(handler=_sweep)
 
     methods = commands.add_parser("methods", help="list registered pruning methods and parameters")
     methods.set_defaults(handler=_methods)

@@ -244,18 +244,24 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     return key.strip().split("."), yaml.safe_load(text)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+def with_values(raw: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of `raw` with each dotted path (`pruning.target_sparsity`) set."""
     merged = json.loads(json.dumps(raw, default=str))
-    for override in overrides:
-        path, value = parse_override(override)
+    for dotted, value in values.items():
         node = merged
-        for key in path[:-1]:
+        *parents, last = dotted.split(".")
+        for key in parents:
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: {key!r} is not a group of fields")
+                raise ConfigError(f"{dotted}: {key!r} is not a group of fields")
             node = child
-        node[path[-1]] = value
+        node[last] = value
     return merged
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `--set key.path=value` strings (values parsed as YAML)."""
+    return with_values(raw, {".".join(path): value for path, value in map(parse_override, overrides)})
 
 
 def validate_config(raw: Mapping[str, Any], source: str = "(inline)") -> TrialConfig:

@@ -100,6 +100,24 @@ def run_trial(
     return trial.run(output_dir, callback)
 
 
+def load_model(path: Path) -> tuple[TrialConfig, RecurrentClassifier, torch.Tensor]:
+    """A finished trial's (config, pruned model with masks, example input) from its model.pt."""
+    saved = torch.load(Path(path), weights_only=False, map_location="cpu")
+    config = TrialConfig.model_validate(saved["config"])
+    example: torch.Tensor = saved["input_example"]
+    state = saved["state_dict"]
+    model = RecurrentClassifier(
+        cell=config.model.cell,
+        input_size=example.shape[-1],
+        hidden_size=config.model.hidden_size,
+        num_layers=config.model.num_layers,
+        num_classes=state["readout.weight"].shape[0],
+        dropout=config.model.dropout,
+    )
+    model.load_state_dict(state)
+    return config, model.eval(), example
+
+
 def _finished_result(config: TrialConfig, output_dir: Path) -> TrialResult | None:
     metrics_path = output_dir / METRICS
     if not metrics_path.is_file():
@@ -273,7 +291,12 @@ def _finish(config: TrialConfig, output_dir: Path, trial: _PruningPhase) -> Tria
         "history": trial.history,
     }
     atomic_torch_save(
-        {"config": config.model_dump(mode="json"), "state_dict": trial.model.state_dict()},
+        {
+            "config": config.model_dump(mode="json"),
+            "state_dict": trial.model.state_dict(),
+            # One test input, for model signatures and export checks without the data set.
+            "input_example": trial.data.test.inputs[:1].cpu(),
+        },
         output_dir / MODEL,
     )
     atomic_write_json(metrics, output_dir / METRICS)

@@ -1,0 +1,342 @@
+"""`rnnprune sweep`: validate the spec, open the MLflow parent run, run Tune, summarise.
+
+Order matters: the spec, the data and the tracking server are all checked before Ray
+starts, and a sweep that exists is only ever continued (`--resume`), never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from mlflow import MlflowClient
+from ray import tune
+from ray.tune.search.optuna import OptunaSearch
+
+from rnnprune.data import registry as task_registry
+from rnnprune.data.base import resolve_data_root
+from rnnprune.errors import ConfigError
+from rnnprune.sweep.scheduler import PerLevelASHA
+from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
+from rnnprune.sweep.trainable import SweepContext, sampled_key, sweep_trial
+from rnnprune.tracking import (
+    check_tracking,
+    child_runs,
+    ensure_experiment,
+    fail_unfinished_children,
+    is_local,
+    mark_trial_failed,
+    resolve_tracking_uri,
+    start_parent_run,
+)
+
+STATE_FILE = "rnnprune_sweep.json"
+FORWARDED_ENV = (
+    "RNNPRUNE_DATA_DIR",
+    "RNNPRUNE_CACHE_DIR",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "RNNPRUNE_FAULT_KILL_AT_EPOCH",
+    "RNNPRUNE_FAULT_MARKER",
+)
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    experiment_dir: Path
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    rows: list[dict[str, Any]]
+    errors: int
+
+
+def _distribution(axis: Sampled) -> Any:
+    if axis.choice is not None:
+        return tune.choice(axis.choice)
+    if axis.uniform is not None:
+        return tune.uniform(*axis.uniform)
+    if axis.loguniform is not None:
+        return tune.loguniform(*axis.loguniform)
+    return tune.randint(axis.randint[0], axis.randint[1])  # type: ignore[index]
+
+
+def param_space(loaded: LoadedSpec) -> dict[str, Any]:
+    variants = list(range(len(loaded.variants)))
+    sampled = {
+        sampled_key(v.method, path): _distribution(axis)
+        for v in loaded.variants
+        for path, axis in v.sampled.items()
+    }
+    grid = loaded.spec.search.algorithm == "grid"
+    return {"variant": tune.grid_search(variants) if grid else tune.choice(variants), "sampled": sampled}
+
+
+def _target_sparsity(loaded: LoadedSpec) -> Any:
+    def level_of(config: dict[str, Any]) -> float:
+        variant = loaded.variants[config["variant"]]
+        sampled = {p: config["sampled"][sampled_key(variant.method, p)] for p in variant.sampled}
+        return loaded.trial_config(variant, sampled).pruning.target_sparsity
+
+    return level_of
+
+
+def _tune_config(loaded: LoadedSpec) -> tune.TuneConfig:
+    spec = loaded.spec
+    search_alg = None
+    if spec.search.algorithm == "optuna":
+        search_alg = OptunaSearch(
+            metric=[o.metric for o in spec.search.objectives],
+            mode=[o.mode for o in spec.search.objectives],
+            seed=spec.search.seed,
+        )
+    scheduler = None
+    if spec.scheduler.kind == "asha":
+        longest = max(
+            loaded.trial_config(v, {p: a.extremes()[0] for p, a in v.sampled.items()})
+            .pruning.schedule.plan(0.5, 1)
+            .epochs
+            for v in loaded.variants
+        )
+        scheduler = PerLevelASHA(
+            _target_sparsity(loaded),
+            spec.scheduler.metric,
+            spec.scheduler.mode,
+            spec.scheduler.grace_period,
+            spec.scheduler.reduction_factor,
+            max(longest, 1),
+        )
+    # reuse_actors: a fresh worker process per trial re-imports torch, MLflow and Ray (seconds
+    # each); reusing them keeps the sweep's overhead per trial small.
+    return tune.TuneConfig(
+        num_samples=spec.search.num_samples,
+        search_alg=search_alg,
+        scheduler=scheduler,
+        max_concurrent_trials=spec.max_concurrent_trials,
+        reuse_actors=True,
+    )
+
+
+class TrackingJanitor(tune.Callback):
+    """Driver side: a trial that errors past its last retry ends FAILED in MLflow, and one
+    stopped early by the scheduler ends FINISHED with a tag saying so."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        mark_trial_failed(
+            MlflowClient(self.tracking_uri), self.experiment_id, self.parent_run_id, trial.trial_id
+        )
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        client = MlflowClient(self.tracking_uri)
+        for run in child_runs(client, self.experiment_id, self.parent_run_id):
+            if run.data.tags.get("ray_trial_id") == trial.trial_id and run.info.status == "RUNNING":
+                client.set_tag(run.info.run_id, "rnnprune.stopped_early", "true")
+                client.set_terminated(run.info.run_id, "FINISHED")
+
+
+def _git_commit() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def _check_data(loaded: LoadedSpec) -> None:
+    """Locally, the data must be there before Ray starts (a cluster's workers read their own)."""
+    config = loaded.trial_config(
+        loaded.variants[0], {p: a.extremes()[0] for p, a in loaded.variants[0].sampled.items()}
+    )
+    task = task_registry.get(config.task.name)
+    task.check(config.task.typed_params, resolve_data_root(config.task.data_dir), config.task.download)
+
+
+def dry_run(loaded: LoadedSpec) -> str:
+    spec = loaded.spec
+    lines = [
+        f"sweep {spec.name}: {len(loaded.variants)} grid point(s) x num_samples {spec.search.num_samples}"
+        f" ({spec.search.algorithm} search, scheduler {spec.scheduler.kind})"
+    ]
+    for index, (variant, sampled) in enumerate(iter_trials(loaded)):
+        axes = ", ".join(f"{k}={v}" for k, v in {**variant.grid, **sampled}.items())
+        lines.append(f"  [{index}] {variant.method}: {axes or '(base config)'}")
+    total = (
+        len(loaded.variants) * spec.search.num_samples
+        if spec.search.algorithm == "grid"
+        else spec.search.num_samples
+    )
+    concurrency = spec.max_concurrent_trials or "as resources allow"
+    lines.append(
+        f"trials: {total}; per trial {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU; "
+        f"max concurrent: {concurrency}; retries per trial: {spec.max_failures}"
+    )
+    return "\n".join(lines)
+
+
+def run_sweep(
+    spec_path: Path,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    resume: bool = False,
+    workdir: Path | None = None,
+    num_cpus: int | None = None,
+) -> SweepOutcome:
+    workdir = Path(workdir or Path.cwd()).resolve()
+    loaded = load_spec(spec_path)
+    spec = loaded.spec
+    uri = resolve_tracking_uri(tracking_uri or spec.tracking.tracking_uri, workdir)
+    check_tracking(uri)
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address is None:
+        _check_data(loaded)
+
+    storage = spec.storage_path if spec.storage_path.is_absolute() else workdir / spec.storage_path
+    experiment_dir = storage / spec.name
+    state_path = experiment_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else None
+    if resume:
+        if state is None or not tune.Tuner.can_restore(str(experiment_dir)):
+            raise ConfigError(
+                f"--resume: no sweep to resume at {experiment_dir}; run without --resume to start it"
+            )
+        if state["spec_digest"] != loaded.digest:
+            raise ConfigError(
+                f"--resume: {spec_path} changed since sweep {spec.name} started; restore the "
+                f"original spec, or give the changed one a new `name`"
+            )
+    elif state is not None or experiment_dir.exists():
+        raise ConfigError(
+            f"sweep {spec.name} already exists at {experiment_dir}: pass --resume to continue it, "
+            f"or give the spec a new `name` (existing results are kept)"
+        )
+
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, spec.experiment, uri, workdir)
+    parent_run_id = start_parent_run(
+        client,
+        experiment_id,
+        spec.name,
+        {"sweep": spec.name, "git_commit": _git_commit(), "spec_digest": loaded.digest[:16]},
+        state["parent_run_id"] if state else None,
+    )
+    if state is None:
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        state_path.write_text(
+            json.dumps(
+                {
+                    "parent_run_id": parent_run_id,
+                    "experiment_id": experiment_id,
+                    "tracking_uri": uri,
+                    "spec_digest": loaded.digest,
+                },
+                indent=2,
+            )
+        )
+        client.log_text(parent_run_id, loaded.text, f"sweep/{spec_path.name}")
+        client.log_dict(parent_run_id, loaded.base, "sweep/base_trial.json")
+
+    context = SweepContext(loaded, uri, experiment_id, parent_run_id, spec.tracking.log_models)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, context=context),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    ray.init(
+        address=address,
+        num_cpus=num_cpus if address is None else None,
+        runtime_env={"env_vars": env} if env else None,
+        include_dashboard=False if address is None else None,
+        ignore_reinit_error=True,
+        log_to_driver=False,
+    )
+    status = "FAILED"
+    try:
+        if resume:
+            tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_errored=True)
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(loaded),
+                tune_config=_tune_config(loaded),
+                run_config=tune.RunConfig(
+                    name=spec.name,
+                    storage_path=str(storage),
+                    failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    callbacks=[TrackingJanitor(uri, experiment_id, parent_run_id)],
+                    verbose=1,
+                ),
+            )
+        results = tuner.fit()
+        errors = len(results.errors)
+        fail_unfinished_children(client, experiment_id, parent_run_id)
+        rows = summary_rows(client, experiment_id, parent_run_id)
+        client.log_metric(parent_run_id, "trials_finished", sum(r["status"] == "FINISHED" for r in rows))
+        client.log_metric(parent_run_id, "trials_failed", errors)
+        status = "FINISHED" if errors == 0 else "FAILED"
+        return SweepOutcome(experiment_dir, uri, experiment_id, parent_run_id, rows, errors)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        client.set_terminated(parent_run_id, status)
+        ray.shutdown()
+
+
+def summary_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
+    rows = []
+    for run in child_runs(client, experiment_id, parent_run_id):
+        metrics, tags = run.data.metrics, run.data.tags
+        rows.append(
+            {
+                "run": run.info.run_name,
+                "run_id": run.info.run_id,
+                "status": run.info.status,
+                "method": tags.get("method"),
+                "target": float(tags.get("target_sparsity", "nan")),
+                "seed": tags.get("seed"),
+                "sparsity": metrics.get("sparsity"),
+                "val_accuracy": metrics.get("val_accuracy"),
+                "test_accuracy": metrics.get("test_accuracy"),
+                "dense_cache_hit": metrics.get("dense_cache_hit"),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["method"] or "", r["target"], r["seed"] or ""))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    header = f"{'method':<22}{'target':>8}{'seed':>6}{'sparsity':>10}{'val_acc':>9}{'test_acc':>10}  status"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(
+            f"{r['method'] or '?':<22}{cell(r['target'], 2):>8}{r['seed'] or '-':>6}"
+            f"{cell(r['sparsity']):>10}{cell(r['val_accuracy']):>9}{cell(r['test_accuracy']):>10}"
+            f"  {r['status']}"
+        )
+    return "\n".join(lines)
+
+
+def ui_command(tracking_uri: str, workdir: Path) -> str:
+    if is_local(tracking_uri):
+        return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open http://127.0.0.1:5000"
+    return f"open {tracking_uri} in a browser"
+
+
+def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
+    print(format_table(outcome.rows), file=out)
+    print(
+        f"\nMLflow parent run {outcome.parent_run_id} (experiment {outcome.experiment_id}); view with:\n  "
+        f"{ui_command(outcome.tracking_uri, outcome.experiment_dir)}",
+        file=out,
+    )

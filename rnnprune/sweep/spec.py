@@ -1,0 +1,383 @@
+"""Sweep specifications: a base trial config, search axes, search and resources.
+
+A spec is YAML in `sweeps/`, validated into typed objects before Ray starts. Every grid
+point (with every sampled axis at its bounds) is validated as a full trial config, so a
+misspelt path or a value out of range fails here, naming the file, the line and the field,
+rather than in a trial an hour later.
+
+    name: quickstart
+    base: trials/quickstart.yaml          # trial config, relative to this file
+    set: {training.epochs: 3}             # overrides of the base
+    axes:                                  # for every method
+      pruning.target_sparsity: [0.5, 0.8, 0.9]   # a list is a grid axis
+      seed: [0, 1, 2]
+    methods:                               # one block per method; its own axes
+      global_magnitude: {}
+      random: {pruning.params.layerwise: [false, true]}
+    search: {algorithm: grid}              # grid | random | optuna
+    scheduler: {kind: fifo}                # fifo | asha (within each sparsity level)
+    resources: {cpu: 1, gpu: 0}
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rnnprune.config import TrialConfig, read_yaml, validate_config, with_values
+from rnnprune.errors import ConfigError
+from rnnprune.pruning import registry as method_registry
+
+EPOCH_METRICS = (
+    "val_accuracy",
+    "val_loss",
+    "train_loss",
+    "sparsity",
+    "sparsity_total",
+    "compression_ratio",
+    "theoretical_speedup",
+    "nonzero_params",
+)
+"""Metrics every trial reports each epoch (what schedulers and searchers may optimise)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sampled(_Strict):
+    """A sampled axis: exactly one of the distributions."""
+
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Sampled:
+        given = [
+            name for name in ("choice", "uniform", "loguniform", "randint") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("give exactly one of choice, uniform, loguniform, randint")
+        bounds = self.uniform or self.loguniform or self.randint
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must be [low, high] with low < high (got {list(bounds)})")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError("loguniform bounds must be positive")
+        if self.choice is not None and not self.choice:
+            raise ValueError("choice needs at least one value")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(n for n in ("choice", "uniform", "loguniform", "randint") if getattr(self, n) is not None)
+
+    def extremes(self) -> list[Any]:
+        """Values that must all be valid for the axis to be valid."""
+        if self.choice is not None:
+            return list(self.choice)
+        low, high = self.uniform or self.loguniform or self.randint  # type: ignore[misc]
+        return [low, high - 1 if self.randint is not None else high]
+
+
+Axis = list[Any] | Sampled
+
+
+class Objective(_Strict):
+    metric: str = Field(description="A metric every trial reports each epoch.")
+    mode: Literal["max", "min"]
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        if metric not in EPOCH_METRICS:
+            raise ValueError(f"unknown metric {metric!r}; trials report {', '.join(EPOCH_METRICS)}")
+        return metric
+
+
+class Search(_Strict):
+    algorithm: Literal["grid", "random", "optuna"] = Field(
+        default="grid",
+        description="grid: lists are grid axes; random: lists are sampled too; optuna: Optuna TPE.",
+    )
+    num_samples: int = Field(
+        default=1, ge=1, description="Repeats of the grid (grid/random); trials (optuna)."
+    )
+    objectives: list[Objective] = Field(
+        default_factory=lambda: [
+            Objective(metric="val_accuracy", mode="max"),
+            Objective(metric="sparsity", mode="max"),
+        ],
+        min_length=1,
+        description="Optuna objectives (several = multi-objective).",
+    )
+    seed: int | None = Field(default=None, description="Seed of the search algorithm.")
+
+
+class Scheduler(_Strict):
+    kind: Literal["fifo", "asha"] = Field(default="fifo", description="asha stops trials early.")
+    metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(default=1, ge=1, description="Epochs before a trial can be stopped.")
+    reduction_factor: float = Field(default=2.0, gt=1.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, metric: str) -> str:
+        return Objective._known(metric)
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1.0, gt=0, description="CPUs per trial.")
+    gpu: float = Field(default=0.0, ge=0, description="GPUs per trial (fractions share a GPU).")
+
+
+class Tracking(_Strict):
+    experiment: str | None = Field(default=None, description="MLflow experiment (default: the sweep name).")
+    tracking_uri: str | None = Field(
+        default=None, description="Else --tracking-uri, $MLFLOW_TRACKING_URI, SQLite."
+    )
+    log_models: bool = Field(default=True, description="Log each trial's pruned model as an MLflow model.")
+
+
+class SweepSpec(_Strict):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Sweep (and Tune experiment) name."
+    )
+    base: Path = Field(description="Base trial config, relative to the spec file.")
+    set: dict[str, Any] = Field(default_factory=dict, description="Overrides of the base (dotted keys).")
+    axes: dict[str, Axis] = Field(default_factory=dict, description="Axes for every method.")
+    methods: dict[str, dict[str, Axis]] = Field(min_length=1, description="Method name -> its own axes.")
+    search: Search = Field(default_factory=Search)
+    scheduler: Scheduler = Field(default_factory=Scheduler)
+    resources: Resources = Field(default_factory=Resources)
+    max_concurrent_trials: int | None = Field(default=None, ge=1, description="None: as resources allow.")
+    max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
+    storage_path: Path = Field(default=Path("runs/sweeps"), description="Tune storage (shared on a cluster).")
+    tracking: Tracking = Field(default_factory=Tracking)
+
+    @field_validator("methods")
+    @classmethod
+    def _registered(cls, methods: dict[str, dict[str, Axis]]) -> dict[str, dict[str, Axis]]:
+        for name in methods:
+            if name not in method_registry.registered_methods:
+                known = ", ".join(sorted(method_registry.registered_methods))
+                raise ValueError(f"unknown pruning method {name!r}; registered: {known}")
+        return methods
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        if (
+            self.search.algorithm == "optuna"
+            and self.scheduler.kind == "asha"
+            and len(self.search.objectives) > 1
+        ):
+            raise ValueError(
+                "scheduler: asha ranks one metric and cannot be combined with multi-objective "
+                "optuna; use kind: fifo or a single objective"
+            )
+        for path in [*self.axes, *(p for axes in self.methods.values() for p in axes)]:
+            if path in ("pruning.method",):
+                raise ValueError("axes: pruning.method is set by the methods block, not an axis")
+        return self
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One grid point: a method and the values of its grid axes (dotted paths)."""
+
+    method: str
+    grid: dict[str, Any]
+    sampled: dict[str, Sampled]
+
+    def overrides(self, sampled_values: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "pruning.method": self.method,
+            **self.grid,
+            **{path: sampled_values[path] for path in self.sampled},
+        }
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    spec: SweepSpec
+    path: Path
+    text: str
+    base: dict[str, Any]  # the base trial config with `set` applied, validated
+    variants: tuple[Variant, ...]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def trial_config(self, variant: Variant, sampled_values: Mapping[str, Any]) -> TrialConfig:
+        raw = _apply(self.base, variant.overrides(sampled_values))
+        return validate_config(raw, source=f"{self.path} (trial of method {variant.method})")
+
+
+def _apply(base: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
+    # The method's own params block starts empty: another method's params would be unknown fields.
+    raw = copy.deepcopy(dict(base))
+    if "pruning.method" in dotted and dotted["pruning.method"] != raw.get("pruning", {}).get("method"):
+        raw.setdefault("pruning", {})["params"] = {}
+    return with_values(raw, dotted)
+
+
+def _lines(text: str) -> dict[tuple[str, ...], int]:
+    """Line number (1-based) of every mapping key, by its path of keys."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                child = (*path, str(key.value))
+                lines[child] = key.start_mark.line + 1
+                walk(value, child)
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _where(lines: Mapping[tuple[str, ...], int], loc: tuple[Any, ...]) -> str:
+    path = tuple(str(p) for p in loc)
+    while path and path not in lines:
+        path = path[:-1]
+    return f":{lines[path]}" if path in lines else ""
+
+
+def _split(axes: Mapping[str, Axis], algorithm: str) -> tuple[dict[str, list[Any]], dict[str, Sampled]]:
+    grid = {p: a for p, a in axes.items() if isinstance(a, list)}
+    sampled = {p: a for p, a in axes.items() if isinstance(a, Sampled)}
+    if algorithm != "grid":  # random and optuna sample every axis
+        sampled.update({p: Sampled(choice=v) for p, v in grid.items()})
+        grid = {}
+    return grid, sampled
+
+
+def expand(spec: SweepSpec) -> tuple[Variant, ...]:
+    """Grid points of every method (the method's axes override shared axes of the same path)."""
+    variants = []
+    for method, own_axes in spec.methods.items():
+        grid, sampled = _split({**spec.axes, **own_axes}, spec.search.algorithm)
+        for values in itertools.product(*grid.values()):
+            variants.append(Variant(method, dict(zip(grid, values, strict=True)), sampled))
+    return tuple(variants)
+
+
+def _check_variants(
+    loaded_base: dict[str, Any], spec: SweepSpec, variants: tuple[Variant, ...], source: str
+) -> None:
+    """Validate every grid point with each sampled axis at each of its extremes."""
+    for variant in variants:
+        probes: list[dict[str, Any]] = [{}]
+        for path, axis in variant.sampled.items():
+            probes = [{**p, path: value} for p in probes for value in axis.extremes()][:64]
+        for probe in probes or [{}]:
+            raw = _apply(
+                loaded_base, {**variant.overrides({k: probe.get(k) for k in variant.sampled}), **probe}
+            )
+            try:
+                validate_config(raw, source=source)
+            except ConfigError as error:
+                axis_lines = "\n".join(f"    {k} = {v!r}" for k, v in {**variant.grid, **probe}.items())
+                raise ConfigError(
+                    f"{error}\n  in the trial of method {variant.method!r} with\n{axis_lines}\n"
+                    f"  Fix the axis value in `axes` or `methods.{variant.method}`."
+                ) from None
+
+
+_AXIS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def load_spec(path: Path) -> LoadedSpec:
+    """Read and validate a sweep spec; raises ConfigError naming file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep spec {path} does not exist (pass the path to a sweep YAML in sweeps/)")
+    text = path.read_text()
+    lines = _lines(text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"sweep spec {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sweep spec {path} must hold a mapping of fields at the top level")
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            loc = tuple(
+                p
+                for p in item["loc"]
+                if p not in ("list[any]", "Sampled", "function-after[_exactly_one(), Sampled]")
+            )
+            message = item["msg"].removeprefix("Value error, ")
+            if item["type"] == "extra_forbidden":
+                message = "unknown field"
+            problems.append(
+                f"  {path}{_where(lines, loc)}: {'.'.join(map(str, loc)) or '(top level)'}: {message}"
+            )
+        raise ConfigError("invalid sweep spec:\n" + "\n".join(problems)) from None
+
+    for where, axes in [("axes", spec.axes), *((f"methods.{m}", a) for m, a in spec.methods.items())]:
+        for axis_path, axis in axes.items():
+            line = _where(lines, (*where.split("."), axis_path))
+            if not _AXIS_PATH.match(axis_path):
+                raise ConfigError(
+                    f"invalid sweep spec:\n  {path}{line}: {where}.{axis_path}: "
+                    "axis names are dotted trial-config paths like pruning.target_sparsity"
+                )
+            if isinstance(axis, list) and not axis:
+                raise ConfigError(
+                    f"invalid sweep spec:\n  {path}{line}: {where}.{axis_path}: "
+                    "an empty list gives no trials; give at least one value"
+                )
+
+    base_path = (path.parent / spec.base).resolve()
+    if not base_path.is_file():
+        raise ConfigError(
+            f"invalid sweep spec:\n  {path}{_where(lines, ('base',))}: base: trial config "
+            f"{base_path} does not exist (the path is relative to the spec file)"
+        )
+    base = with_values(read_yaml(base_path), spec.set)
+    try:
+        validate_config(base, source=f"{base_path} with {path} `set`")
+    except ConfigError as error:
+        raise ConfigError(
+            f"{error}\n  (base trial config of sweep spec {path}{_where(lines, ('base',))})"
+        ) from None
+    variants = expand(spec)
+    _check_variants(base, spec, variants, source=str(path))
+    return LoadedSpec(spec, path, text, base, variants)
+
+
+def iter_trials(loaded: LoadedSpec) -> Iterator[tuple[Variant, dict[str, str]]]:
+    """Grid points with a readable description of their sampled axes (for --dry-run)."""
+    for variant in loaded.variants:
+        yield (
+            variant,
+            {
+                p: f"{a.kind}{a.extremes() if a.kind != 'choice' else a.choice}"
+                for p, a in variant.sampled.items()
+            },
+        )

@@ -1,0 +1,123 @@
+"""The Tune function trainable: one sweep trial = one call of the foundation trial runner.
+
+It reports once per epoch with `ray.tune.report`, hands Tune the runner's checkpoint so a
+retried or restored trial resumes where it stopped, and logs to the trial's MLflow child
+run. The runner itself knows nothing of Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from rnnprune.sweep.spec import LoadedSpec
+from rnnprune.tracking import TrialRun
+from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult, load_model, run_trial
+
+# Fault injection for the retry tests: the first trial to reach this epoch kills its own
+# worker process (after logging the epoch to MLflow, before Tune has its checkpoint: the
+# worst moment), once, marked by the file below.
+FAULT_EPOCH_ENV = "RNNPRUNE_FAULT_KILL_AT_EPOCH"
+FAULT_MARKER_ENV = "RNNPRUNE_FAULT_MARKER"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep shares (sent once through Ray's object store)."""
+
+    spec: LoadedSpec
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    log_models: bool
+
+
+def sampled_key(method: str, path: str) -> str:
+    return f"{method}|{path}"
+
+
+def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """Final metrics as MLflow/Tune scalars, per-tensor and per-gate tables flattened."""
+    scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for name, row in metrics.get("per_tensor", {}).items():
+        scalars[f"tensor_sparsity.{name}"] = row["sparsity"]
+    for name, gates in metrics.get("per_gate", {}).items():
+        for gate, value in gates.items():
+            scalars[f"gate_sparsity.{name}.{gate}"] = value
+    return scalars
+
+
+def _maybe_inject_fault(epoch: int) -> None:
+    target, marker = os.environ.get(FAULT_EPOCH_ENV), os.environ.get(FAULT_MARKER_ENV)
+    if target and marker and epoch == int(target) and not Path(marker).exists():
+        Path(marker).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
+    variant = context.spec.variants[tune_config["variant"]]
+    sampled = {path: tune_config["sampled"][sampled_key(variant.method, path)] for path in variant.sampled}
+    config = context.spec.trial_config(variant, sampled)
+    trial_id = tune.get_context().get_trial_id()
+    output = Path(tune.get_context().get_trial_dir()) / "trial"
+    output.mkdir(parents=True, exist_ok=True)
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # Tune's checkpoint is the source of truth on retry/restore
+        with checkpoint.as_directory() as directory:
+            shutil.copy2(Path(directory) / CHECKPOINT, output / CHECKPOINT)
+
+    run = TrialRun(
+        context.tracking_uri,
+        context.experiment_id,
+        context.parent_run_id,
+        trial_id,
+        config.name(),
+        params={**config.model_dump(mode="json"), "trial_hash": config.hash()},
+        tags={
+            "method": config.pruning.method,
+            "target_sparsity": str(config.pruning.target_sparsity),
+            "task": config.task.name,
+            "arch": f"{config.model.cell}{config.model.hidden_size}x{config.model.num_layers}",
+            "seed": str(config.seed),
+            "sweep": context.spec.spec.name,
+        },
+    )
+
+    def finish_run(result: TrialResult, epoch: int) -> dict[str, float]:
+        finals = scalar_metrics(result.metrics)
+        run.log_metrics(finals, step=epoch, force=True)
+        if context.log_models and not run.has_outputs():
+            _, model, example = load_model(output / MODEL)
+            run.log_trial_outputs(output, result.metrics, model, example)
+        run.finish("FINISHED")
+        return finals
+
+    reported_final = False
+
+    def on_epoch(report: EpochReport) -> None:
+        nonlocal reported_final
+        run.log_metrics(report.metrics, step=report.epoch)
+        _maybe_inject_fault(report.epoch)
+        if report.final is not None:
+            finals = finish_run(TrialResult(report.final, output, report.final["history"]), report.epoch)
+            reported_final = True
+            tune.report({**report.metrics, **finals})
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            shutil.copy2(report.checkpoint, Path(directory) / CHECKPOINT)  # type: ignore[arg-type]
+            tune.report(dict(report.metrics), checkpoint=tune.Checkpoint.from_directory(directory))
+
+    try:
+        result = run_trial(config, output, callback=on_epoch)
+        if not reported_final:  # no pruning epochs, or finished before this attempt reported
+            tune.report(finish_run(result, int(result.metrics["pruning_epochs"])))
+    except BaseException:
+        run.finish("FAILED")  # a retry reopens the same run
+        raise

@@ -1,0 +1,236 @@
+"""MLflow tracking for sweeps: one parent run per sweep, one child run per trial.
+
+The only module that imports MLflow. Child runs are found again by their `ray_trial_id`
+tag, so a retried or restored trial continues its own run instead of creating a second
+one, and metric steps already logged are skipped, so a retry never duplicates a step.
+Locally the store is a SQLite file plus an artifact folder (MLflow 3 refuses file stores);
+many concurrent writers need a tracking server on PostgreSQL (cluster/).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from rnnprune.errors import RnnpruneError
+
+DEFAULT_DATABASE = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlartifacts"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+MAX_PARAMS_PER_BATCH = 100  # MLflow's log_batch limits
+MAX_METRICS_PER_BATCH = 1000
+OUTPUTS_TAG = "rnnprune.outputs_logged"
+
+
+class TrackingError(RnnpruneError):
+    """The tracking server cannot be reached or refuses our credentials."""
+
+
+def resolve_tracking_uri(explicit: str | None, workdir: Path) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    uri = explicit or os.environ.get(TRACKING_URI_ENV)
+    return uri or f"sqlite:///{(Path(workdir) / DEFAULT_DATABASE).resolve()}"
+
+
+def is_local(uri: str) -> bool:
+    return uri.startswith("sqlite:")
+
+
+def check_tracking(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, before any trial, on an unreachable server or rejected credentials."""
+    if is_local(uri):
+        database = Path(uri.removeprefix("sqlite:///"))
+        if not database.parent.is_dir():
+            raise TrackingError(f"tracking URI {uri}: folder {database.parent} does not exist")
+        return
+    if not uri.startswith(("http://", "https://")):
+        raise TrackingError(
+            f"tracking URI {uri!r}: use sqlite:///PATH locally or http(s)://HOST:PORT for a server "
+            "(file stores are refused by MLflow 3)"
+        )
+    request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            pass
+    except urllib.error.HTTPError as error:
+        if error.code in (401, 403):
+            raise TrackingError(
+                f"tracking server {uri} refused the credentials (HTTP {error.code}); set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a user with access"
+            ) from None
+        raise TrackingError(f"tracking server {uri} answered HTTP {error.code}: {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise TrackingError(
+            f"tracking server {uri} is unreachable ({getattr(error, 'reason', error)}); check "
+            "--tracking-uri / MLFLOW_TRACKING_URI and that `mlflow server` is running"
+        ) from None
+
+
+def ensure_experiment(client: MlflowClient, name: str, uri: str, workdir: Path) -> str:
+    """The experiment's id, created if missing (artifacts beside the SQLite file locally)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = (Path(workdir) / DEFAULT_ARTIFACTS / name).resolve().as_uri() if is_local(uri) else None
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by another process
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
+
+
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> dotted keys (MLflow params are flat)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def start_parent_run(
+    client: MlflowClient, experiment_id: str, sweep_name: str, tags: Mapping[str, str], run_id: str | None
+) -> str:
+    """Create the sweep's parent run, or reopen it when a sweep is resumed."""
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+        return run_id
+    run = client.create_run(experiment_id, run_name=sweep_name, tags={"rnnprune.role": "sweep", **tags})
+    return run.info.run_id
+
+
+def child_runs(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Any]:
+    return client.search_runs(
+        [experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'", max_results=10_000
+    )
+
+
+def fail_unfinished_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
+    """End every child still RUNNING as FAILED (a worker killed past its last retry)."""
+    stale = [r for r in child_runs(client, experiment_id, parent_run_id) if r.info.status == "RUNNING"]
+    for run in stale:
+        client.set_terminated(run.info.run_id, "FAILED")
+    return len(stale)
+
+
+def mark_trial_failed(client: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str) -> None:
+    for run in child_runs(client, experiment_id, parent_run_id):
+        if run.data.tags.get("ray_trial_id") == trial_id and run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "FAILED")
+
+
+class TrialRun:
+    """A trial's child run, used from inside the trial's worker process."""
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        trial_id: str,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str],
+    ) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        found = [
+            r
+            for r in child_runs(self.client, experiment_id, parent_run_id)
+            if r.data.tags.get("ray_trial_id") == trial_id
+        ]
+        if found:
+            self.run_id = found[0].info.run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            all_tags = {"mlflow.parentRunId": parent_run_id, "ray_trial_id": trial_id, **tags}
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        history = self.client.get_metric_history(self.run_id, "val_accuracy")
+        self.last_step = max((m.step for m in history), default=0)
+        batch = [Param(key, str(value)[:6000]) for key, value in flatten(params).items()]
+        for chunk in _chunks(batch, MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=chunk)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int, *, force: bool = False) -> None:
+        """One batch per step; a step logged before a retry is not logged again."""
+        if step <= self.last_step and not force:
+            return
+        now = int(time.time() * 1000)
+        batch = [
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+        ]
+        for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self.last_step = max(self.last_step, step)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def has_outputs(self) -> bool:
+        return self.client.get_run(self.run_id).data.tags.get(OUTPUTS_TAG) == "true"
+
+    def log_trial_outputs(
+        self, output_dir: Path, final: Mapping[str, Any], model: torch.nn.Module, example: torch.Tensor
+    ) -> None:
+        """Artifacts: metrics, state dict + config, masks, sparsity table, and an MLflow model."""
+        self.client.log_artifact(self.run_id, str(output_dir / "metrics.json"))
+        self.client.log_artifact(self.run_id, str(output_dir / "model.pt"))
+        state = model.state_dict()
+        masks = {name: tensor for name, tensor in state.items() if name.endswith("_mask")}
+        self.client.log_dict(
+            self.run_id,
+            {"per_tensor": final["per_tensor"], "per_gate": final["per_gate"]},
+            "sparsity_table.json",
+        )
+        masks_path = output_dir / "masks.pt"
+        torch.save(masks, masks_path)
+        self.client.log_artifact(self.run_id, str(masks_path))
+        model = model.cpu().eval()
+        with torch.no_grad():
+            output = model(example.cpu()).numpy()
+        mlflow.set_tracking_uri(self.tracking_uri)
+        with mlflow.start_run(run_id=self.run_id):
+            # pickle, not the MLflow 3 default pt2: torch.export of packed RNN weights is not
+            # what users load, and pickle keeps the masks as buffers of the module.
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                serialization_format="pickle",
+                signature=infer_signature(example.cpu().numpy(), output),
+                input_example=example.cpu().numpy(),
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+        self.set_tags({OUTPUTS_TAG: "true"})  # a retry after this point does not log them twice
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)

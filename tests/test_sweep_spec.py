@@ -1,0 +1,99 @@
+"""Malformed sweep specs fail before Ray starts, naming the file, the line and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import ray
+
+from rnnprune.cli import main
+from rnnprune.errors import ConfigError
+from rnnprune.sweep.runner import dry_run, param_space
+from rnnprune.sweep.spec import load_spec
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BAD_SPECS = sorted((FIXTURES / "bad_specs").glob("*.yaml"))
+
+
+def test_there_are_at_least_twenty_malformed_specs() -> None:
+    assert len(BAD_SPECS) >= 20
+
+
+@pytest.mark.parametrize("path", BAD_SPECS, ids=[p.stem for p in BAD_SPECS])
+def test_malformed_spec_fails_before_ray_starts(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    expected = re.match(r"# expect: (.*)", path.read_text()).group(1)  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as raised:
+        load_spec(path)
+    message = str(raised.value)
+    assert re.search(expected, message, re.DOTALL), message
+    assert path.name in message or "base trial config" in message or "not valid YAML" in message
+    # Through the CLI: exit code 2, the message on stderr, and Ray never started.
+    assert main(["sweep", str(path), "--dry-run"]) == 2
+    assert re.search(expected, capsys.readouterr().err, re.DOTALL)
+    assert not ray.is_initialized()
+
+
+def _write_spec(tmp_path: Path, body: str) -> Path:
+    (tmp_path / "trial.yaml").write_text((FIXTURES / "trial.yaml").read_text())
+    path = tmp_path / "spec.yaml"
+    path.write_text(body)
+    return path
+
+
+def test_grid_expands_per_method_axes(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: grid
+base: trial.yaml
+axes: {pruning.target_sparsity: [0.5, 0.9], seed: [0, 1]}
+methods:
+  global_magnitude: {}
+  random: {pruning.params.layerwise: [false, true]}
+""",
+    )
+    loaded = load_spec(spec)
+    assert len(loaded.variants) == 4 + 8
+    random_points = [v for v in loaded.variants if v.method == "random"]
+    assert {v.grid["pruning.params.layerwise"] for v in random_points} == {False, True}
+    config = loaded.trial_config(random_points[-1], {})
+    assert config.pruning.method == "random" and config.pruning.typed_params.layerwise is True
+    assert config.pruning.target_sparsity == 0.9 and config.seed == 1
+    assert "[11] random:" in dry_run(loaded) and "trials: 12" in dry_run(loaded)
+
+
+def test_sampled_axes_stay_with_their_method(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: sampled
+base: trial.yaml
+axes: {pruning.target_sparsity: [0.5]}
+methods:
+  global_magnitude: {}
+  random: {training.lr: {loguniform: [0.0001, 0.01]}}
+""",
+    )
+    loaded = load_spec(spec)
+    space = param_space(loaded)
+    assert set(space["sampled"]) == {"random|training.lr"}
+    magnitude = next(v for v in loaded.variants if v.method == "global_magnitude")
+    assert loaded.trial_config(magnitude, {}).training.lr == 1e-3  # untouched by random's axis
+
+
+def test_random_and_optuna_sample_list_axes(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: optuna
+base: trial.yaml
+axes: {pruning.target_sparsity: [0.5, 0.8, 0.9]}
+methods: {global_magnitude: {}, random: {}}
+search: {algorithm: optuna, num_samples: 6}
+""",
+    )
+    loaded = load_spec(spec)
+    assert len(loaded.variants) == 2  # one per method; the list became a categorical axis
+    assert loaded.variants[0].sampled["pruning.target_sparsity"].choice == [0.5, 0.8, 0.9]
