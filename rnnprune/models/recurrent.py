@@ -117,8 +117,10 @@ class RecurrentClassifier(nn.Module):
             mask = getattr(module, attr + MASK_SUFFIX)
             if not bool(mask.all()):
                 weight = getattr(module, attr)
-                weight.mul_(mask)
-                self._active.append((weight, mask))
+                # A copy in the weight's dtype: multiplying by a bool mask converts it every step.
+                multiplier = mask.to(weight.dtype)
+                weight.mul_(multiplier)
+                self._active.append((weight, multiplier))
         self.rnn.flatten_parameters()
 
     @torch.no_grad()
