@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from rnnprune.pruning.base import PruningMethod
+from rnnprune.pruning.lattice import LATTICE
 from rnnprune.pruning.magnitude import GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE
 from rnnprune.pruning.random import RANDOM
 
 registered_methods: dict[str, PruningMethod] = {
-    method.name: method for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM)
+    method.name: method for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, LATTICE)
 }
 
 
