@@ -40,8 +40,10 @@ What comes from where:
 
 Sparsity: in binary mode with a derived q the pool reaches the target to within a fraction
 of a point unless the keep rule alone removes more than the target (the reading then fixes
-it). With `quantile`, `threshold` = mean or absolute, or in continuous mode (sparsity about
-1 - rho), the reading fixes the sparsity; the accounting measures what it reached.
+it: at small q many extents are full, i.e. the top element, so small networks lose whole
+neurons early). A target the pool already meets is a no-op event in every mode. With
+`quantile`, `threshold` = mean or absolute, or in continuous mode (sparsity about 1 - rho),
+the reading fixes the sparsity; the accounting measures what it reached.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ def eigenvector_centrality(adjacency: torch.Tensor) -> torch.Tensor:
     for _ in range(_POWER_ITERATIONS):
         following = shifted @ vector
         following = following / following.norm(dim=-2, keepdim=True).clamp_min(1e-30)
-        if torch.allclose(following, vector, atol=1e-10):
+        if torch.allclose(following, vector, rtol=0.0, atol=1e-12):
             break
         vector = following
     return following.squeeze(-1)
@@ -237,7 +239,7 @@ def pagerank_centrality(adjacency: torch.Tensor, damping: float = 0.85) -> torch
     for _ in range(_POWER_ITERATIONS):
         spread = (rank.squeeze(-2) * dangling).sum(-1, keepdim=True).unsqueeze(-1) / n
         following = (1 - damping) / n + damping * (rank @ transition + spread)
-        if torch.allclose(following, rank, atol=1e-12):
+        if torch.allclose(following, rank, rtol=0.0, atol=1e-14):
             break
         rank = following
     return following.squeeze(-2)
@@ -584,10 +586,16 @@ def prune_lattice(
     assert isinstance(params, LatticeParams)
     contexts = _contexts(weights, params)
     lattice_names = {b.weight.name for c in contexts for b in c.blocks}
+    # A target the pool already meets (the first event of a gradual ramp asks for 0) prunes
+    # nothing: at q = 0 every extent is full, the lattice is one top element, and all but the
+    # top-rho neurons would go. The lattice is still examined, for the diagnostics.
+    current = _pool_sparsity(weights, {})
+    skip = target_sparsity <= current
     calibrate = (
         params.mode == "binary"
         and params.threshold in ("quantile", "row_quantile")
         and params.quantile is None
+        and not skip
     )
     if params.quantile is not None:
         q = params.quantile
@@ -618,8 +626,10 @@ def prune_lattice(
         q = following
 
     sparsity, masks, verdicts, q = best
+    if skip:
+        masks, sparsity = {w.name: w.mask.bool() for w in weights}, current
     diagnostics = {key: value for verdict in verdicts for key, value in verdict.diagnostics.items()}
-    diagnostics |= {"sparsity": sparsity, "calibration_steps": float(steps)}
+    diagnostics |= {"sparsity": sparsity, "skipped": float(skip), "calibration_steps": float(steps)}
     if params.mode == "binary" and params.threshold in ("quantile", "row_quantile"):
         diagnostics["quantile"] = q
     untouched = {w.name: torch.ones_like(w.mask, dtype=torch.bool) for w in weights if w.name not in masks}
