@@ -92,7 +92,9 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
 
     def finish_run(result: TrialResult, epoch: int) -> dict[str, float]:
         finals = scalar_metrics(result.metrics)
-        run.log_metrics(finals, step=epoch, force=True)
+        last_epoch = result.history[-1] if result.history else {}
+        # The last epoch's own metrics are already logged at this step; add only the rest.
+        run.log_metrics({k: v for k, v in finals.items() if k not in last_epoch}, step=epoch, force=True)
         if context.log_models and not run.has_outputs():
             _, model, example = load_model(output / MODEL)
             run.log_trial_outputs(output, result.metrics, model, example)
