@@ -1,5 +1,5 @@
 # The two commands of the README, and a few for development.
-#   make quickstart   create .venv if missing, install, run the quickstart
+#   make quickstart   create .venv if missing, install, run the quickstart sweep
 #   make test         create .venv if missing, install, run the whole test suite
 # Installation is keyed on pyproject.toml: a second run does not reinstall.
 
@@ -26,8 +26,11 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# A second run continues (or re-reports) the same sweep instead of refusing to overwrite it.
+QUICKSTART_STATE := runs/sweeps/quickstart/rnnprune_sweep.json
+
 quickstart: $(INSTALLED)
-	$(BIN)/rnnprune train sweeps/trials/quickstart.yaml --output runs/quickstart
+	$(BIN)/rnnprune sweep sweeps/quickstart.yaml $(if $(wildcard $(QUICKSTART_STATE)),--resume)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest tests

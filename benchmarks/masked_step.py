@@ -5,7 +5,7 @@ masks are re-applied to the weights and to Adam's moment estimates. Blocks of st
 alternate between the two models so that drift in machine load hits both alike; the figure
 is the ratio of the medians of per-step times.
 
-    python benchmarks/masked_step.py [--cell lstm] [--hidden 128] [--batch 64] [--blocks 30]
+    python -m benchmarks.masked_step [--cell lstm] [--hidden 128] [--batch 64] [--blocks 30]
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def main() -> None:
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["masked"] / medians["dense"]
     result = {
-        "command": "python benchmarks/masked_step.py "
+        "command": "python -m benchmarks.masked_step "
         + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
         "settings": vars(args),
         "median_step_ms": {name: 1000 * value for name, value in medians.items()},

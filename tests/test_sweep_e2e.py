@@ -232,3 +232,34 @@ def test_unreachable_tracking_server_fails_before_ray(sweep_dir: Path) -> None:
         run_sweep(spec, workdir=sweep_dir, tracking_uri=f"http://127.0.0.1:{_free_port()}")
     assert time.monotonic() - started < 30
     assert not (sweep_dir / "storage").exists()
+
+
+def test_optuna_search_with_per_level_asha(sweep_dir: Path) -> None:
+    spec = write_spec(
+        sweep_dir,
+        "optuna",
+        [0.5, 0.9],
+        ["global_magnitude", "random"],
+        max_concurrent_trials=2,
+        search={
+            "algorithm": "optuna",
+            "num_samples": 4,
+            "seed": 0,
+            "objectives": [{"metric": "val_accuracy", "mode": "max"}],
+        },
+        scheduler={"kind": "asha", "grace_period": 1, "reduction_factor": 2},
+    )
+    (sweep_dir / "optuna.yaml").write_text(
+        (sweep_dir / "optuna.yaml").read_text() + "tracking: {log_models: false}\n"
+    )
+    outcome = run_sweep(spec, workdir=sweep_dir, num_cpus=2)
+    assert outcome.errors == 0
+    client = MlflowClient(outcome.tracking_uri)
+    children = _children(client, outcome.parent_run_id)
+    assert len(children) == 4
+    for run in children:
+        assert run.info.status == "FINISHED"  # early-stopped ones too, tagged as such
+        assert run.data.tags["method"] in {"global_magnitude", "random"}
+        assert float(run.data.tags["target_sparsity"]) in {0.5, 0.9}
+        if run.data.tags.get("rnnprune.stopped_early") != "true":
+            assert "test_accuracy" in run.data.metrics

@@ -138,7 +138,7 @@ class TrackingJanitor(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         client = MlflowClient(self.tracking_uri)
         for run in child_runs(client, self.experiment_id, self.parent_run_id):
-            if run.data.tags.get("ray_trial_id") == trial.trial_id and run.info.status == "RUNNING":
+            if run.data.tags.get("ray_trial_id") == trial.trial_id and run.info.status != "FINISHED":
                 client.set_tag(run.info.run_id, "rnnprune.stopped_early", "true")
                 client.set_terminated(run.info.run_id, "FINISHED")
 

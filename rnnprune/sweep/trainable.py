@@ -116,10 +116,8 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
             shutil.copy2(report.checkpoint, Path(directory) / CHECKPOINT)  # type: ignore[arg-type]
             tune.report(dict(report.metrics), checkpoint=tune.Checkpoint.from_directory(directory))
 
-    try:
-        result = run_trial(config, output, callback=on_epoch)
-        if not reported_final:  # no pruning epochs, or finished before this attempt reported
-            tune.report(finish_run(result, int(result.metrics["pruning_epochs"])))
-    except BaseException:
-        run.finish("FAILED")  # a retry reopens the same run
-        raise
+    # No status on exceptions here: a retry continues this run, and only the driver knows
+    # whether an exception was a failure or the scheduler stopping the trial (TrackingJanitor).
+    result = run_trial(config, output, callback=on_epoch)
+    if not reported_final:  # no pruning epochs, or finished before this attempt reported
+        tune.report(finish_run(result, int(result.metrics["pruning_epochs"])))
