@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from rnnprune.pruning.base import PruningMethod
+from rnnprune.pruning.expander import EXPANDER
 from rnnprune.pruning.lattice import LATTICE
 from rnnprune.pruning.magnitude import GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE
 from rnnprune.pruning.random import RANDOM
 
 registered_methods: dict[str, PruningMethod] = {
-    method.name: method for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, LATTICE)
+    method.name: method for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, EXPANDER, LATTICE)
 }
 
 

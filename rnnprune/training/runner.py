@@ -21,6 +21,7 @@ from rnnprune.config import TrialConfig
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import TaskData, resolve_data_root
 from rnnprune.errors import ConfigError
+from rnnprune.graphs import graph_metrics
 from rnnprune.metrics import sparsity_report
 from rnnprune.models.recurrent import RecurrentClassifier
 from rnnprune.pruning import registry as method_registry
@@ -286,6 +287,7 @@ def _finish(config: TrialConfig, output_dir: Path, trial: _PruningPhase) -> Tria
         "pruning_epochs": trial.plan.epochs,
         "wall_time_s": trial.seconds,
         **report.summary(),
+        **graph_metrics(trial.model),  # every method read through the expander lens
         **trial.diagnostics,
         **report.tables(),
         "history": trial.history,
