@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnprune.data import mnist
+from rnnprune.data import cifar, mnist, speech_commands
 from rnnprune.data.base import TaskData, TaskParams
 
 
@@ -28,6 +28,20 @@ registered_tasks: dict[str, Task] = {
             mnist.check,
             mnist.load,  # type: ignore[arg-type]
             "Sequential MNIST (row-wise, pixel-wise or permuted), 10 classes.",
+        ),
+        Task(
+            "speech_commands",
+            speech_commands.SpeechCommandsParams,
+            speech_commands.check,
+            speech_commands.load,  # type: ignore[arg-type]
+            "Google Speech Commands v0.02 as MFCC sequences (101 x 40), optional noise at an SNR.",
+        ),
+        Task(
+            "seq_cifar10",
+            cifar.SeqCifarParams,
+            cifar.check,
+            cifar.load,  # type: ignore[arg-type]
+            "CIFAR-10 read row by row (32 x 96 RGB, or gray rows / pixels), 10 classes.",
         ),
     )
 }
