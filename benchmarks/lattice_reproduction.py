@@ -9,7 +9,8 @@ docs/results/lattice.md and docs/results/lattice_accuracy_sparsity.png. Every nu
 comes from the trials' metrics.json; a trial already finished is read back, not rerun.
 
     RNNPRUNE_DATA_DIR=../shared/data/mnist python -m benchmarks.lattice_reproduction \
-        [--seeds 0] [--quantiles 0.5 0.9] [--rhos 0.05] [--finetune 0 1] [--output runs/lattice]
+        [--seeds 0] [--quantiles 0.5 0.9] [--rhos 0.05] [--finetune 0 1] [--output runs/lattice] \
+        [--report-only]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ SWEEP = ROOT / "sweeps" / "lattice"
 BASE = SWEEP / "seq_mnist_lstm128_lattice.yaml"
 DOCS = ROOT / "docs" / "results"
 BASELINES = ("global_magnitude", "random")
+RESULTS_NAME = "lattice_reproduction"
 # target_sparsity must stay below 1; a lattice point that pruned all of W_hh is matched by this
 # (the selection rounds it to every entry), which is then the W_hh = 0 floor.
 _ALMOST_ONE = 1 - 1e-9
@@ -46,9 +48,14 @@ def _lattice_points(grid: dict[str, Any], quantiles: list[float] | None, rhos: l
         yield f"lattice continuous rho={rho:g}", {"mode": "continuous", "rho": rho}, 0.99
 
 
-def _run(overrides: list[str], output: Path) -> dict[str, Any]:
+def _run(overrides: list[str], output: Path, report_only: bool) -> dict[str, Any] | None:
+    """A trial's metrics: run (or read back) the trial, or with `report_only` read it back if it
+    finished and give None if it did not."""
     config = load_config(BASE, overrides)
-    return run_trial(config, output / config.name()).metrics
+    directory = output / config.name()
+    if report_only and not (directory / "metrics.json").is_file():
+        return None
+    return run_trial(config, directory).metrics
 
 
 def _row(point: str, method: str, seed: int, finetune: int, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -147,9 +154,8 @@ def reading(summary: list[dict[str, Any]], differences: list[dict[str, Any]]) ->
             lines.append(
                 f"- Fine-tune {finetune}, {c['point']}: sparsity {c['sparsity']['mean']:.3f} "
                 f"({'>=' if c['sparsity']['mean'] >= 0.95 else '<'} 0.95), "
-                f"accuracy {_pct(c['test_accuracy'])} "
-                f"({'above' if c['test_accuracy']['mean'] > 0.1 else 'at or below'} chance; below "
-                f"{len(below)} of {len(binary)} binary points)."
+                f"accuracy {_pct(c['test_accuracy'])} against 10% chance, below "
+                f"{len(below)} of {len(binary)} binary points."
             )
     for baseline in BASELINES:
         diffs = [d for d in differences if d["baseline"] == baseline]
@@ -160,8 +166,8 @@ def reading(summary: list[dict[str, Any]], differences: list[dict[str, Any]]) ->
         clear_losses = [d for d in diffs if d["difference"]["n"] > 1 and d["difference"]["max"] < 0]
         lines.append(
             f"- Against {baseline} at matched sparsity: lattice is ahead on mean test accuracy at "
-            f"{len(wins)} of {len(diffs)} (point, fine-tune) cells; ahead on every seed at "
-            f"{len(clear_wins)}, behind on every seed at {len(clear_losses)}."
+            f"{len(wins)} of {len(diffs)} (point, fine-tune) cells; among cells with more than one seed, "
+            f"ahead on every seed at {len(clear_wins)}, behind on every seed at {len(clear_losses)}."
         )
     return lines
 
@@ -275,6 +281,11 @@ def main() -> None:
     parser.add_argument("--finetune", type=int, nargs="+", default=None, help="default: grid.yaml")
     parser.add_argument("--output", type=Path, default=Path("runs/lattice"))
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report the trials of the grid that finished (e.g. of an interrupted run)",
+    )
     args = parser.parse_args()
 
     grid = yaml.safe_load((SWEEP / "grid.yaml").read_text())
@@ -282,9 +293,10 @@ def main() -> None:
     finetunes = args.finetune if args.finetune is not None else grid["finetune_epochs"]
     rows: list[dict[str, Any]] = []
     dense: dict[int, float] = {}
-    # Seed-major, so a partial run holds complete seeds; cheap unfine-tuned trials go first.
-    for seed in seeds:
-        for finetune in finetunes:
+    # Fine-tune-major: the cheap unfine-tuned grid completes for every seed first. The outputs
+    # are rewritten after every point, so an interrupted run still reports what finished.
+    for finetune in finetunes:
+        for seed in seeds:
             for point, params, target in _lattice_points(grid, args.quantiles, args.rhos):
                 common = [*args.overrides, f"seed={seed}", f"pruning.schedule.finetune_epochs={finetune}"]
                 lattice = _run(
@@ -295,7 +307,10 @@ def main() -> None:
                         f"pruning.target_sparsity={target}",
                     ],
                     args.output,
+                    args.report_only,
                 )
+                if lattice is None:
+                    continue
                 rows.append(_row(point, "lattice", seed, finetune, lattice))
                 dense[seed] = lattice["dense_test_accuracy"]
                 matched = min(lattice["sparsity"], _ALMOST_ONE)
@@ -308,15 +323,26 @@ def main() -> None:
                             f"pruning.target_sparsity={matched}",
                         ],
                         args.output,
+                        args.report_only,
                     )
-                    rows.append(_row(point, baseline, seed, finetune, metrics))
+                    if metrics is not None:
+                        rows.append(_row(point, baseline, seed, finetune, metrics))
                 print(
                     f"seed {seed} ft {finetune} {point}: sparsity {lattice['sparsity']:.4f}, test "
                     + ", ".join(f"{r['method']} {r['test_accuracy']:.4f}" for r in rows[-3:]),
                     file=sys.stderr,
                     flush=True,
                 )
+                if not args.report_only:
+                    write_outputs(rows, dense, seeds, finetunes)
+    if rows:
+        write_outputs(rows, dense, seeds, finetunes)
+    print(f"-> {RESULTS_NAME}.json, {DOCS / 'lattice.md'}", file=sys.stderr)
 
+
+def write_outputs(
+    rows: list[dict[str, Any]], dense: dict[int, float], seeds: list[int], finetunes: list[int]
+) -> None:
     summary = summarise(rows)
     differences = [d for baseline in BASELINES for d in paired_differences(rows, baseline)]
     plot_path = DOCS / "lattice_accuracy_sparsity.png"
@@ -334,10 +360,9 @@ def main() -> None:
         "rows": rows,
         "plot": plot_path.name,
     }
-    path = write_result("lattice_reproduction", result)
+    path = write_result(RESULTS_NAME, result)
     result["machine"] = json.loads(path.read_text())["machine"]
     (DOCS / "lattice.md").write_text(markdown(result))
-    print(f"-> {path}\n-> {DOCS / 'lattice.md'}\n-> {plot_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

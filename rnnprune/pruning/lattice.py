@@ -36,7 +36,8 @@ What comes from where:
   threshold's q is derived from the trial's target sparsity unless `quantile` fixes it, and is
   corrected in a few steps so that the pool reaches the target after the keep rule (the
   threshold used is reported); one threshold per context, pooled over gate contexts;
-  already-pruned weights count as absent edges; gate-wise and T-step details noted below.
+  already-pruned weights count as absent edges; a target the pool already meets prunes
+  nothing; the remaining details are in the parameter descriptions.
 
 Sparsity: in binary mode with a derived q the pool reaches the target to within a fraction
 of a point unless the keep rule alone removes more than the target (the reading then fixes
