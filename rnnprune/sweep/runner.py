@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import resolve_data_root
 from rnnprune.errors import ConfigError
+from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.scheduler import PerLevelASHA
 from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
 from rnnprune.sweep.trainable import SweepContext, sampled_key, sweep_trial
@@ -195,6 +196,7 @@ def run_sweep(
     uri = resolve_tracking_uri(tracking_uri or spec.tracking.tracking_uri, workdir)
     check_tracking(uri)
     address = address or os.environ.get("RAY_ADDRESS")
+    check_ray_address(address)
     if address is None:
         _check_data(loaded)
 
