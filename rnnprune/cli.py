@@ -89,6 +89,75 @@ def _sweep(args: argparse.Namespace) -> int:
     return 0 if outcome.errors == 0 else 1
 
 
+def _pareto(args: argparse.Namespace) -> int:
+    from rnnprune.pareto import format_front, publish
+    from rnnprune.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    output = Path(args.output) if args.output else Path("runs") / "pareto" / args.name
+    objectives = tuple(args.objectives.split(","))
+    published = publish(uri, args.name, output, objectives, ui_url=args.ui_url)
+    print(format_front(published.analysis))
+    print(
+        f"\ntagged {sum(len(p.runs) for p in published.analysis.points)} runs (pareto, pareto_rank, "
+        f"pareto_method); dashboard in {output / 'pareto.html'} and in the artifacts of parent "
+        f"run(s) {', '.join(published.parent_run_ids)}"
+    )
+    return 0
+
+
+def _pick(args: argparse.Namespace) -> int:
+    from rnnprune.pareto import Constraint, describe, pick_and_register
+    from rnnprune.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    if args.min_accuracy is not None:
+        constraint = Constraint("min_accuracy", args.min_accuracy, args.accuracy_metric)
+    elif args.min_sparsity is not None:
+        constraint = Constraint("min_sparsity", args.min_sparsity, args.accuracy_metric)
+    else:
+        constraint = Constraint("max_params", args.max_params, args.accuracy_metric)
+    model_name = args.model_name or f"{args.name}-pruned"
+    registered = pick_and_register(uri, args.name, constraint, model_name)
+    metrics = (args.accuracy_metric, "sparsity", "nonzero_params")
+    if registered.pick.point is None:
+        print(
+            f"no Pareto-optimal run of {args.name} meets {constraint.kind} {constraint.bound:g}",
+            file=sys.stderr,
+        )
+        for point in registered.pick.closest:
+            print(f"  closest: {describe(point, metrics)}", file=sys.stderr)
+        return 1
+    run = registered.pick.run
+    assert run is not None
+    print(f"picked {describe(registered.pick.point, metrics)}")
+    print(
+        f"registered run {run.run_id} as {model_name} version {registered.version}, alias {registered.alias}"
+    )
+    print(
+        "load it with:\n"
+        f"  import mlflow; mlflow.set_tracking_uri({uri!r})\n"
+        f"  model = mlflow.pytorch.load_model('models:/{model_name}@{registered.alias}')"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from rnnprune.export import export_model
+    from rnnprune.tracking import download_run_artifact, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    suffix = "state_dict.pt" if args.format == "state-dict" else "compact.pt"
+    destination = Path(args.output or f"{args.run_id}-{suffix}")
+    with tempfile.TemporaryDirectory() as directory:
+        model_pt = download_run_artifact(uri, args.run_id, "model.pt", Path(directory))
+        summary = export_model(model_pt, destination, args.format)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def _methods(args: argparse.Namespace) -> int:
     for name, method in sorted(method_registry.registered_methods.items()):
         print(f"{name}: {method.description}")
@@ -128,6 +197,40 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dry-run", action="store_true", help="print the trials and resources, run nothing")
     sweep.add_argument("--num-cpus", type=int, help="CPUs of a local Ray (default: all)")
     sweep.set_defaults(handler=_sweep)
+
+    tracking_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"
+    pareto = commands.add_parser(
+        "pareto", help="Pareto front of a sweep (or of all sweeps of an experiment): table, tags, dashboard"
+    )
+    pareto.add_argument("name", help="sweep name (its parent run) or MLflow experiment name")
+    pareto.add_argument("--tracking-uri", help=tracking_help)
+    pareto.add_argument(
+        "--objectives",
+        default="test_accuracy,sparsity",
+        help="two or three comma-separated metrics (test_accuracy, val_accuracy, sparsity, nonzero_params, "
+        "theoretical_speedup, compression_ratio, test_loss); default test_accuracy,sparsity",
+    )
+    pareto.add_argument("--output", help="local folder for the dashboard (default: runs/pareto/NAME)")
+    pareto.add_argument("--ui-url", help="MLflow UI base for run links (default: the server, or mlflow ui's)")
+    pareto.set_defaults(handler=_pareto)
+
+    pick = commands.add_parser("pick", help="register the Pareto-optimal model that meets a constraint")
+    pick.add_argument("name", help="MLflow experiment name (or one sweep's name)")
+    bound = pick.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--min-accuracy", type=float, help="highest sparsity with at least this accuracy")
+    bound.add_argument("--min-sparsity", type=float, help="highest accuracy with at least this sparsity")
+    bound.add_argument("--max-params", type=float, help="highest accuracy within this many non-zero params")
+    pick.add_argument("--accuracy-metric", default="test_accuracy", help="default: test_accuracy")
+    pick.add_argument("--model-name", help="registered model name (default: NAME-pruned)")
+    pick.add_argument("--tracking-uri", help=tracking_help)
+    pick.set_defaults(handler=_pick)
+
+    export = commands.add_parser("export", help="export a trial's model: plain state dict or compact dense")
+    export.add_argument("run_id", help="MLflow run id of a finished trial")
+    export.add_argument("--format", choices=("state-dict", "compact"), default="compact")
+    export.add_argument("--output", help="file to write (default: RUN_ID-<format>.pt)")
+    export.add_argument("--tracking-uri", help=tracking_help)
+    export.set_defaults(handler=_export)
 
     methods = commands.add_parser("methods", help="list registered pruning methods and parameters")
     methods.set_defaults(handler=_methods)

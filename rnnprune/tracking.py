@@ -234,3 +234,93 @@ class TrialRun:
 
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status)
+
+
+# ---- reading sweeps back: fronts, tags, the model registry (rnnprune pareto / pick / export) ----
+
+MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
+
+
+def _plain_run(run: Any) -> dict[str, Any]:
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name or run.info.run_id,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+    }
+
+
+def sweep_scope(client: MlflowClient, name: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """("sweep" | "experiment", parent runs, finished child runs) named by `name`.
+
+    A sweep name (its parent run's `sweep` tag) wins over an experiment name; an experiment
+    means every sweep in it. Child runs are plain dicts (run_id, params, metrics, tags, ...).
+    """
+    experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    parents = client.search_runs(
+        experiment_ids,
+        filter_string=f"tags.`rnnprune.role` = 'sweep' and tags.sweep = '{name}'",
+        max_results=1000,
+    )
+    kind = "sweep"
+    if not parents:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise TrackingError(f"no sweep or experiment named {name!r} in this tracking store")
+        kind = "experiment"
+        parents = client.search_runs(
+            [experiment.experiment_id], filter_string="tags.`rnnprune.role` = 'sweep'", max_results=1000
+        )
+    children = [
+        run
+        for parent in parents
+        for run in child_runs(client, parent.info.experiment_id, parent.info.run_id)
+        if run.info.status == "FINISHED"
+    ]
+    return kind, [_plain_run(p) for p in parents], [_plain_run(c) for c in children]
+
+
+def set_run_tags(client: MlflowClient, tags_by_run: Mapping[str, Mapping[str, str]]) -> None:
+    for run_id, tags in tags_by_run.items():
+        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_to_parent(
+    client: MlflowClient, parent_run_id: str, metrics: Mapping[str, float], files: Iterable[Path], folder: str
+) -> None:
+    """Metrics (one batch) and artifacts under `folder` on a sweep's parent run, finished or not."""
+    now = int(time.time() * 1000)
+    batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
+    for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):
+        client.log_batch(parent_run_id, metrics=chunk)
+    for path in files:
+        client.log_artifact(parent_run_id, str(path), artifact_path=folder)
+
+
+def ui_base(tracking_uri: str) -> str:
+    """Where a browser finds the runs: the server itself, or `mlflow ui` on a local store."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI_DEFAULT
+
+
+def run_url(base: str, experiment_id: str, run_id: str) -> str:
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def register_run_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, str], alias: str) -> str:
+    """Register the run's logged `model` and point `alias` at the new version; returns the version.
+
+    MLflow 3 logs models as LoggedModels linked to the run; `runs:/<id>/model` still resolves to
+    that model, so the registry entry is made from the run URI users already know.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags=dict(tags))
+    MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def download_run_artifact(tracking_uri: str, run_id: str, artifact: str, destination: Path) -> Path:
+    return Path(
+        MlflowClient(tracking_uri).download_artifacts(run_id, artifact, str(Path(destination).resolve()))
+    )

@@ -1,0 +1,157 @@
+"""The Pareto dashboard: one self-contained HTML page (inline SVG + vanilla JS) and a PNG.
+
+The page embeds its data as JSON and draws itself, so it opens from disk or from the MLflow
+UI's artifact view with no network. The template (`dashboard_template.html`) ships inside the
+package so an installed rnnprune renders without the repository checkout; `dashboards/` holds
+the how-to and an example page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rnnprune.pareto import OBJECTIVES, TrialRun, analyse, step_line
+
+TEMPLATE = Path(__file__).with_name("dashboard_template.html")
+DATA_MARKER = "/*__PARETO_DATA__*/null"
+# Colour-blind-safe qualitative palette (Okabe & Ito), cycled when there are more methods.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442", "#000000")
+HOVER_PREFIXES = ("pruning.", "model.", "training.epochs", "seed")
+
+
+def dashboard_data(
+    runs: Sequence[TrialRun],
+    accuracy: str,
+    link: Callable[[TrialRun], str],
+    title: str,
+) -> dict[str, Any]:
+    """Everything the page draws: one point per run, seed means with spread, fronts per x axis."""
+    x_axes = ("sparsity", "nonzero_params")
+    analyses = {x: analyse(runs, (accuracy, x)) for x in x_axes}
+    by_sparsity = analyses["sparsity"]
+    methods = sorted({p.method for p in by_sparsity.points})
+    colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
+    trials, configs = [], []
+    for index, point in enumerate(by_sparsity.points):
+        configs.append(
+            {
+                "method": point.method,
+                "label": point.label,
+                "seeds": len(point.runs),
+                "rank": by_sparsity.rank[index],
+                "y": point.mean[accuracy],
+                "y_std": point.std[accuracy],
+                "x": {x: point.mean.get(x) for x in x_axes},
+                "x_std": {x: point.std.get(x) for x in x_axes},
+            }
+        )
+        for run in point.runs:
+            trials.append(
+                {
+                    "run_id": run.run_id,
+                    "run_name": run.run_name,
+                    "method": point.method,
+                    "config": index,
+                    "y": run.metrics[accuracy],
+                    "x": {x: run.metrics.get(x) for x in x_axes},
+                    "url": link(run),
+                    "params": {k: v for k, v in sorted(run.params.items()) if k.startswith(HOVER_PREFIXES)},
+                    "metrics": {
+                        k: run.metrics[k]
+                        for k in (accuracy, "sparsity", "nonzero_params", "theoretical_speedup")
+                        if k in run.metrics
+                    },
+                }
+            )
+    fronts: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for x, analysis in analyses.items():
+        maximize = [OBJECTIVES[accuracy].maximize, OBJECTIVES[x].maximize]
+        groups = {
+            "all": analysis.points,
+            **{m: [p for p in analysis.points if p.method == m] for m in methods},
+        }
+        fronts[x] = {}
+        for name, points in groups.items():
+            if points:
+                matrix = [[p.mean[x], p.mean[accuracy]] for p in points]
+                fronts[x][name] = step_line(matrix, [maximize[1], maximize[0]])
+    return {
+        "title": title,
+        "y_label": OBJECTIVES[accuracy].label,
+        "x_labels": {x: OBJECTIVES[x].label for x in x_axes},
+        "methods": methods,
+        "colors": colors,
+        "trials": trials,
+        "configs": configs,
+        "fronts": fronts,
+        "hypervolume": by_sparsity.hypervolume,
+        "reference": by_sparsity.reference,
+    }
+
+
+def render_html(data: dict[str, Any], path: Path) -> Path:
+    """Write the page with its data inlined (`</` escaped so no string can close the script)."""
+    payload = json.dumps(data).replace("</", "<\\/")
+    page = TEMPLATE.read_text().replace(DATA_MARKER, payload)
+    path.write_text(page)
+    return path
+
+
+def render_png(data: dict[str, Any], path: Path) -> Path:
+    """The static twin of the page's default view (accuracy vs sparsity)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for method in data["methods"]:
+        color = data["colors"][method]
+        trials = [t for t in data["trials"] if t["method"] == method]
+        axes.scatter(
+            [t["x"]["sparsity"] for t in trials], [t["y"] for t in trials], s=12, color=color, alpha=0.45
+        )
+        configs = [c for c in data["configs"] if c["method"] == method]
+        axes.errorbar(
+            [c["x"]["sparsity"] for c in configs],
+            [c["y"] for c in configs],
+            xerr=[c["x_std"]["sparsity"] for c in configs],
+            yerr=[c["y_std"] for c in configs],
+            fmt="o",
+            color=color,
+            markersize=5,
+            capsize=3,
+            label=method,
+        )
+        line = data["fronts"]["sparsity"].get(method)
+        if line:
+            axes.plot(*zip(*line, strict=True), color=color, linewidth=1, linestyle="--", alpha=0.8)
+    front = data["fronts"]["sparsity"].get("all")
+    if front:
+        axes.plot(*zip(*front, strict=True), color="black", linewidth=1.6, label="Pareto front (all)")
+    axes.set_xlabel(data["x_labels"]["sparsity"])
+    axes.set_ylabel(data["y_label"])
+    axes.set_title(data["title"])
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_dashboard(
+    runs: Sequence[TrialRun], accuracy: str, link: Callable[[TrialRun], str], title: str, folder: Path
+) -> list[Path]:
+    """pareto.html, pareto.png and the data behind them (pareto.json) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = dashboard_data(runs, accuracy, link, title)
+    (folder / "pareto.json").write_text(json.dumps(data, indent=1))
+    return [
+        render_html(data, folder / "pareto.html"),
+        render_png(data, folder / "pareto.png"),
+        folder / "pareto.json",
+    ]
