@@ -28,12 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
-from torch import nn
+
+if TYPE_CHECKING:  # models import the pruning contract, which imports this module's users
+    from rnnprune.models.recurrent import RecurrentClassifier
 
 DENSE_MAX_SIDE = 256
 """Up to this many nodes on the smaller side, a dense SVD is exact and faster than Lanczos."""
@@ -200,7 +203,7 @@ def merge_gate_rows(matrix: torch.Tensor, num_gates: int) -> torch.Tensor:
 
 
 def layer_graphs(
-    model: nn.Module, merge_gates: bool = False, include_cat: bool = True
+    model: RecurrentClassifier, merge_gates: bool = False, include_cat: bool = True
 ) -> Iterator[LayerGraph]:
     """G_ih_l{k}, G_hh_l{k} (and G_cat_l{k} = [W_ih | W_hh]) of every recurrent layer.
 
@@ -208,7 +211,7 @@ def layer_graphs(
     weight is one simple edge; `merge_gates` folds the gates onto the H hidden units instead,
     which makes a multigraph (the spec's alternative, kept switchable).
     """
-    rnn = model.rnn  # a RecurrentClassifier; typed loosely to keep graphs free of models/
+    rnn = model.rnn
     num_gates = rnn.weight_ih_l0.shape[0] // rnn.hidden_size
     for layer in range(rnn.num_layers):
         pieces = {}
@@ -231,7 +234,9 @@ def layer_graphs(
             )
 
 
-def graph_metrics(model: nn.Module, merge_gates: bool = False, prefix: str = "graph") -> dict[str, float]:
+def graph_metrics(
+    model: RecurrentClassifier, merge_gates: bool = False, prefix: str = "graph"
+) -> dict[str, float]:
     """Flat scalar metrics of every layer graph (`graph.G_hh_l0.delta_r`, ...) for a trial."""
     return {
         f"{prefix}.{graph.name}.{key}": value
