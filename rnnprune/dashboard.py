@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnprune.pareto import OBJECTIVES, TrialRun, analyse, step_line
+from rnnprune.pareto import OBJECTIVES, TrialRun, analyse, step_line, task_of
 
 TEMPLATE = Path(__file__).with_name("dashboard_template.html")
 DATA_MARKER = "/*__PARETO_DATA__*/null"
@@ -30,7 +30,7 @@ def dashboard_data(
 ) -> dict[str, Any]:
     """Everything the page draws: one point per run, seed means with spread, fronts per x axis."""
     x_axes = ("sparsity", "nonzero_params")
-    analyses = {x: analyse(runs, (accuracy, x)) for x in x_axes}
+    analyses = {x: analyse(runs, (accuracy, x), task_of(runs)) for x in x_axes}
     by_sparsity = analyses["sparsity"]
     methods = sorted({p.method for p in by_sparsity.points})
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}

@@ -422,7 +422,8 @@ def read_runs(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], 
     return kind, parents, [TrialRun(**child) for child in children]
 
 
-def _task(runs: Sequence[TrialRun]) -> str | None:
+def task_of(runs: Sequence[TrialRun]) -> str | None:
+    """The task all runs share (it sets the chance-accuracy reference), else None."""
     tasks = {r.tags.get("task") or r.params.get("task.name") for r in runs}
     return tasks.pop() if len(tasks) == 1 else None
 
@@ -443,7 +444,7 @@ def publish(
     from rnnprune.tracking import log_to_parent, run_url, set_run_tags, ui_base
 
     kind, parents, runs = read_runs(tracking_uri, name)
-    analysis = analyse(runs, objectives, _task(runs))
+    analysis = analyse(runs, objectives, task_of(runs))
     client = MlflowClient(tracking_uri)
     set_run_tags(client, run_tags(analysis, f"{kind}:{name}"))
     base = ui_url or ui_base(tracking_uri)

@@ -22,6 +22,7 @@ from ray.tune.search.optuna import OptunaSearch
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import resolve_data_root
 from rnnprune.errors import ConfigError
+from rnnprune.pareto import publish
 from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.scheduler import PerLevelASHA
 from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
@@ -38,6 +39,7 @@ from rnnprune.tracking import (
 )
 
 STATE_FILE = "rnnprune_sweep.json"
+PARETO_DIR = "pareto"
 FORWARDED_ENV = (
     "RNNPRUNE_DATA_DIR",
     "RNNPRUNE_CACHE_DIR",
@@ -283,6 +285,7 @@ def run_sweep(
         rows = summary_rows(client, experiment_id, parent_run_id)
         client.log_metric(parent_run_id, "trials_finished", sum(r["status"] == "FINISHED" for r in rows))
         client.log_metric(parent_run_id, "trials_failed", errors)
+        publish(uri, spec.name, experiment_dir / PARETO_DIR)  # front tags, hypervolumes, dashboard
         status = "FINISHED" if errors == 0 else "FAILED"
         return SweepOutcome(experiment_dir, uri, experiment_id, parent_run_id, rows, errors)
     except KeyboardInterrupt:
@@ -337,6 +340,9 @@ def ui_command(tracking_uri: str, workdir: Path) -> str:
 
 def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
     print(format_table(outcome.rows), file=out)
+    front = outcome.experiment_dir / PARETO_DIR / "front.txt"
+    if front.is_file():  # written by `publish` at the end of the sweep
+        print(f"\nPareto front (dashboard: {front.with_name('pareto.html')}):\n{front.read_text()}", file=out)
     print(
         f"\nMLflow parent run {outcome.parent_run_id} (experiment {outcome.experiment_id}); view with:\n  "
         f"{ui_command(outcome.tracking_uri, outcome.experiment_dir)}",

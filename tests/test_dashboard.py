@@ -1,0 +1,131 @@
+"""The Pareto dashboard: its data, the self-contained page, and the page in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rnnprune.dashboard import dashboard_data, render_html, write_dashboard
+from rnnprune.pareto import TrialRun
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("global_magnitude", "random", "lattice")
+TARGETS = (0.5, 0.8, 0.9, 0.95)
+
+
+def quickstart_runs(seeds: int = 1) -> list[TrialRun]:
+    """Runs shaped like the quickstart's: three methods x four targets, made-up accuracies."""
+    runs = []
+    for m, method in enumerate(METHODS):
+        for target in TARGETS:
+            for seed in range(seeds):
+                accuracy = 0.98 - (0.05 + 0.1 * m) * target**4 - 0.004 * seed
+                run_id = f"{method[:4]}{int(target * 100)}s{seed}"
+                runs.append(
+                    TrialRun(
+                        run_id=run_id,
+                        experiment_id="3",
+                        run_name=run_id,
+                        params={
+                            "pruning.method": method,
+                            "pruning.target_sparsity": str(target),
+                            "model.hidden_size": "128",
+                            "seed": str(seed),
+                            "trial_hash": run_id,
+                        },
+                        metrics={
+                            "test_accuracy": accuracy,
+                            "sparsity": target + 0.001 * seed,
+                            "nonzero_params": 70_000 * (1 - target) + 1290,
+                        },
+                        tags={"method": method, "task": "seq_mnist"},
+                    )
+                )
+    return runs
+
+
+def link(run: TrialRun) -> str:
+    return f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}"
+
+
+def test_dashboard_data_has_one_point_per_run_fronts_and_spread() -> None:
+    runs = quickstart_runs(seeds=2)
+    data = dashboard_data(runs, "test_accuracy", link, "test")
+    assert len(data["trials"]) == len(runs) and len(data["configs"]) == len(runs) // 2
+    assert {c["seeds"] for c in data["configs"]} == {2}
+    assert all(c["y_std"] > 0 for c in data["configs"])
+    assert set(data["fronts"]["sparsity"]) == {"all", *METHODS}
+    assert set(data["fronts"]["nonzero_params"]) == {"all", *METHODS}
+    assert data["trials"][0]["url"].endswith(f"/runs/{data['trials'][0]['run_id']}")
+    assert "pruning.target_sparsity" in data["trials"][0]["params"]
+    assert data["hypervolume"]["all"] >= max(v for k, v in data["hypervolume"].items() if k != "all")
+
+
+def test_page_is_self_contained(tmp_path: Path) -> None:
+    files = write_dashboard(quickstart_runs(), "test_accuracy", link, "quickstart </script>", tmp_path)
+    assert [f.name for f in files] == ["pareto.html", "pareto.png", "pareto.json"]
+    page = files[0].read_text()
+    assert not re.search(r"""(src|href)=["']https?://""", page)  # nothing fetched from the network
+    assert "</script>" not in page.split("const DATA = ", 1)[1].split(";\n", 1)[0]  # escaped in data
+    embedded = page.split("const DATA = ", 1)[1].split(";\nconst SVG_NS", 1)[0]
+    assert len(json.loads(embedded)["trials"]) == 12
+    assert files[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _driver():  # type: ignore[no-untyped-def]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("headless browser test needs Debian packages chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,720"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+@pytest.mark.slow
+def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    runs = quickstart_runs()
+    page = render_html(
+        dashboard_data(runs, "test_accuracy", link, "quickstart-sized sweep"), tmp_path / "p.html"
+    )
+    driver = _driver()
+    try:
+        driver.get(page.as_uri())
+        dots = driver.find_elements(By.CSS_SELECTOR, "circle.trial")
+        assert sorted(d.get_attribute("data-run-id") for d in dots) == sorted(r.run_id for r in runs)
+        front = driver.find_element(By.CSS_SELECTOR, "path.front-all")
+        assert front.get_attribute("d").count("L") >= 1
+        assert len(driver.find_elements(By.CSS_SELECTOR, "path.front-line")) == 1 + len(METHODS)
+        link_of_first = dots[0].find_element(By.XPATH, "..").get_dom_attribute("href")
+        assert link_of_first.endswith(f"/runs/{dots[0].get_attribute('data-run-id')}")
+        # Hovering shows the run's parameters.
+        driver.execute_script(
+            "arguments[0].dispatchEvent(new MouseEvent('mousemove', {bubbles: true}))", dots[0]
+        )
+        tooltip = driver.find_element(By.ID, "tooltip")
+        assert tooltip.is_displayed() and "pruning.target_sparsity" in tooltip.text
+        screenshot = tmp_path / "pareto_dashboard.png"
+        driver.execute_script("document.getElementById('tooltip').style.display = 'none'")
+        driver.save_screenshot(str(screenshot))
+        assert screenshot.stat().st_size > 10_000
+        if os.environ.get("RNNPRUNE_UPDATE_SCREENSHOT"):  # refresh the README's image on purpose only
+            shutil.copy(screenshot, REPO / "docs" / "images" / "pareto_dashboard.png")
+        # The toggle redraws against non-zero parameters on a log axis, with its own front.
+        driver.find_element(By.ID, "toggle-params").click()
+        assert "log scale" in driver.find_element(By.ID, "chart").text
+        assert len(driver.find_elements(By.CSS_SELECTOR, "circle.trial")) == len(runs)
+        assert driver.find_element(By.CSS_SELECTOR, "path.front-all").get_attribute("d")
+    finally:
+        driver.quit()
