@@ -87,7 +87,7 @@ def _driver():  # type: ignore[no-untyped-def]
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=900,720"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=920,860"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver_path), options=options)
 
@@ -98,7 +98,8 @@ def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
 
     runs = quickstart_runs()
     page = render_html(
-        dashboard_data(runs, "test_accuracy", link, "quickstart-sized sweep"), tmp_path / "p.html"
+        dashboard_data(runs, "test_accuracy", link, "synthetic runs, quickstart-sized (browser test)"),
+        tmp_path / "p.html",
     )
     driver = _driver()
     try:
