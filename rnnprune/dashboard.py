@@ -136,7 +136,8 @@ def render_png(data: dict[str, Any], path: Path) -> Path:
     axes.set_ylabel(data["y_label"])
     axes.set_title(data["title"])
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower left")
+    if data["methods"]:  # a sweep with no finished trial still gets its (empty) page
+        axes.legend(fontsize=8, loc="lower left")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
