@@ -140,6 +140,16 @@ def test_lanczos_path_agrees_with_dense_svd(density: float, monkeypatch: pytest.
     assert lanczos == pytest.approx(spectral_gaps(mask), rel=1e-8)
 
 
+def test_rank_one_graphs_keep_an_exact_zero_on_both_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """σ2 = 0 is where squaring (the Gram route) loses accuracy: B itself must be decomposed."""
+    complete = np.ones((300, 40))
+    assert spectral_gaps(complete)["mu_hat"] == pytest.approx(0.0, abs=1e-8 * math.sqrt(12_000))
+    monkeypatch.setattr(graphs, "DENSE_MAX_SIDE", 8)
+    lanczos = spectral_gaps(complete)
+    assert lanczos["mu0"] == pytest.approx(math.sqrt(12_000))
+    assert lanczos["mu_hat"] == pytest.approx(0.0, abs=1e-8 * math.sqrt(12_000))
+
+
 def test_random_mask_crossing_is_where_the_spec_measured_it() -> None:
     """A buggy Δ_R crosses at 50% density; a random 128×128 mask stays positive at 20% and is
     negative at 5% (expander.md §5.2: +1.05 and −0.45)."""
