@@ -35,6 +35,14 @@ def tiny_mnist(root: Path, num_train: int = 240, num_test: int = 80, seed: int =
     return root
 
 
+@pytest.fixture(autouse=True)
+def isolated_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test inherits or leaks a tracking URI: `mlflow.set_tracking_uri` exports
+    MLFLOW_TRACKING_URI, which later tests and their subprocesses would silently use.
+    monkeypatch restores the variable's absence after each test, whatever the test set."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_mnist(tmp_path_factory.mktemp("mnist"))
