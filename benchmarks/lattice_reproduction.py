@@ -269,6 +269,7 @@ def plot(summary: list[dict[str, Any]], dense: dict[str, float], path: Path) -> 
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
+    plt.close(figure)  # the plot is redrawn after every point
 
 
 def main() -> None:
