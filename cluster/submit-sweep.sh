@@ -24,8 +24,10 @@ export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
 # driver to every trial worker (FORWARDED_ENV in rnnprune/sweep/runner.py). Job runtime
 # environments are visible to whoever can read the dashboard: on shared clusters prefer putting the
 # credentials into the nodes' environment from a secret store (cluster/kuberay/raycluster.yaml).
-runtime_env=$(python3 -c 'import json, os; print(json.dumps({"env_vars": {k: os.environ[k] for k in
-    ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}}))')
+# RAY_OVERRIDE_JOB_RUNTIME_ENV=1: the driver's ray.init repeats these keys for its workers, and
+# without it Ray 2.60 fails the job ("Failed to merge the Job's runtime env ... because of a conflict").
+runtime_env=$(python3 -c 'import json, os; print(json.dumps({"env_vars": {"RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
+    **{k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}}}))')
 
 exec ray job submit --address "$RAY_ADDRESS" --working-dir "$spec_dir" \
     --runtime-env-json "$runtime_env" -- rnnprune sweep "$spec" "$@"

@@ -284,3 +284,32 @@ def test_ray_ports_are_never_exposed_publicly() -> None:
     [cluster] = _by_kind("RayCluster")
     assert cluster["spec"]["headGroupSpec"].get("serviceType", "ClusterIP") not in PUBLIC_SERVICE_TYPES
     assert not _by_kind("Ingress")  # nothing routes outside traffic to the head
+
+
+def test_submit_script_builds_the_job_submission(tmp_path: Path) -> None:
+    fake = tmp_path / "ray"  # stands in for the ray CLI and prints what it was given
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    env = {
+        "PATH": f"{tmp_path}:/usr/bin:/bin",
+        "RAY_ADDRESS": "http://127.0.0.1:8265",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "MLFLOW_TRACKING_USERNAME": "sweeper",
+        "MLFLOW_TRACKING_PASSWORD": "from-the-environment",
+    }
+    result = subprocess.run(
+        ["bash", str(CLUSTER / "submit-sweep.sh"), "specs", "my.yaml", "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    args = result.stdout.splitlines()
+    assert args[:4] == ["job", "submit", "--address", "http://127.0.0.1:8265"]
+    assert args[args.index("--working-dir") + 1] == "specs"
+    runtime_env = json.loads(args[args.index("--runtime-env-json") + 1])
+    assert runtime_env["env_vars"] == {
+        "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
+        **{k: v for k, v in env.items() if k.startswith("MLFLOW_")},
+    }
+    assert args[args.index("--") + 1 :] == ["rnnprune", "sweep", "my.yaml", "--resume"]
