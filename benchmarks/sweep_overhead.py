@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -152,6 +153,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     directory = Path(tempfile.mkdtemp(prefix="rnnprune-sweep-bench-"))
+    load_before = os.getloadavg()
     try:
         result = {
             "overhead": overhead(directory, args.epochs, args.repeats),
@@ -160,6 +162,8 @@ def main() -> None:
         }
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    # Other work on the machine slows the two-at-a-time run most: record it with the figures.
+    result["load_average_before_after"] = [load_before, os.getloadavg()]
     result["command"] = (
         "RNNPRUNE_DATA_DIR=../shared/data/mnist python -m benchmarks.sweep_overhead "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items())

@@ -258,7 +258,7 @@ def _write_job(directory: Path, data: Path, storage: Path, cache: Path, experime
         "pruning": {
             "method": "global_magnitude",
             "target_sparsity": 0.5,
-            "schedule": {"kind": "gradual", "prune_epochs": 2, "frequency_steps": 3, "finetune_epochs": 2},
+            "schedule": {"kind": "gradual", "prune_epochs": 3, "frequency_steps": 20, "finetune_epochs": 6},
         },
         "device": "cpu",
         "cache_dir": str(cache),
@@ -320,7 +320,9 @@ def test_sweep_on_two_nodes_survives_losing_one(
     storage = tmp_path / "shared-storage"
     # Four times the shared tiny data set: trials of ~10 s leave a window to kill the worker node
     # while one runs there (the state API sees tasks a second or two late).
-    data = tiny_mnist(tmp_path / "mnist", num_train=960)
+    # Trials must outlast the 0.5 s poll below on a quiet machine, or the worker node is never
+    # caught mid-trial: enough data and epochs for several seconds each.
+    data = tiny_mnist(tmp_path / "mnist", num_train=4000)
     job_dir = _write_job(tmp_path / "job", data, storage, tmp_path / "dense-cache", experiment)
 
     nodes = {n.node_id: n for n in listed(StateResource.NODES)}

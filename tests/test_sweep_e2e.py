@@ -109,12 +109,18 @@ def test_four_trial_sweep_with_a_killed_worker(sweep_dir: Path, monkeypatch: pyt
         seen.add((tags["method"], tags["target_sparsity"]))
     assert seen == {(m, t) for m in ("global_magnitude", "random") for t in ("0.5", "0.8")}
     # The MLflow model loads and predicts.
+    import mlflow
     import mlflow.pytorch
     import torch
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", outcome.tracking_uri)
+    # MLflow 3 resolves runs:/.../model through the process's tracking URI (the model is a
+    # LoggedModel, not a run artifact): point it at this sweep, then restore it.
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(outcome.tracking_uri)
+    try:
         model = mlflow.pytorch.load_model(f"runs:/{children[0].info.run_id}/model")
+    finally:
+        mlflow.set_tracking_uri(previous)
     assert model(torch.zeros(2, 28, 28)).shape == (2, 10)
     # Dense models were shared: two trials per distinct dense config at most trained it.
     hits = [run.data.metrics["dense_cache_hit"] for run in children]
