@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 
 def write_idx_images(path: Path, images: np.ndarray) -> None:
@@ -74,3 +75,41 @@ def trial_dict(mnist_root: Path, tmp_path: Path) -> dict[str, Any]:
         "device": "cpu",
         "cache_dir": str(tmp_path / "cache"),
     }
+
+
+@pytest.fixture
+def sweep_dir(tmp_path: Path, mnist_root: Path) -> Path:
+    """A folder holding `trial.yaml`: a trial of a few seconds for real sweeps."""
+    trial = {
+        "task": {
+            "name": "seq_mnist",
+            "data_dir": str(mnist_root),
+            "download": False,
+            "params": {"val_fraction": 0.25},
+        },
+        "model": {"cell": "lstm", "hidden_size": 12},
+        "training": {"epochs": 2, "batch_size": 16, "lr": 0.02},
+        "pruning": {
+            "method": "global_magnitude",
+            "target_sparsity": 0.5,
+            "schedule": {"kind": "gradual", "prune_epochs": 2, "frequency_steps": 3, "finetune_epochs": 1},
+        },
+        "device": "cpu",
+        "cache_dir": str(tmp_path / "cache"),
+    }
+    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(trial))
+    return tmp_path
+
+
+def write_spec(directory: Path, name: str, targets: list[float], methods: list[str], **extra: object) -> Path:
+    spec = {
+        "name": name,
+        "base": "trial.yaml",
+        "axes": {"pruning.target_sparsity": targets},
+        "methods": {m: {} for m in methods},
+        "storage_path": str(directory / "storage"),
+        **extra,
+    }
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path

@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_spec
 from mlflow import MlflowClient
 
 from rnnprune.sweep.runner import print_outcome, run_sweep
@@ -14,35 +14,9 @@ from rnnprune.sweep.runner import print_outcome, run_sweep
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_publishes_its_front(tmp_path: Path, mnist_root: Path) -> None:
-    trial = {
-        "task": {
-            "name": "seq_mnist",
-            "data_dir": str(mnist_root),
-            "download": False,
-            "params": {"val_fraction": 0.25},
-        },
-        "model": {"cell": "lstm", "hidden_size": 12},
-        "training": {"epochs": 1, "batch_size": 16, "lr": 0.02},
-        "pruning": {
-            "method": "global_magnitude",
-            "target_sparsity": 0.5,
-            "schedule": {"kind": "one_shot", "finetune_epochs": 1},
-        },
-        "device": "cpu",
-        "cache_dir": str(tmp_path / "cache"),
-    }
-    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(trial))
-    spec = {
-        "name": "front",
-        "base": "trial.yaml",
-        "axes": {"pruning.target_sparsity": [0.5, 0.9]},
-        "methods": {"global_magnitude": {}, "random": {}},
-        "storage_path": str(tmp_path / "storage"),
-        "max_concurrent_trials": 2,
-    }
-    (tmp_path / "front.yaml").write_text(yaml.safe_dump(spec))
-    outcome = run_sweep(tmp_path / "front.yaml", workdir=tmp_path, num_cpus=2)
+def test_sweep_publishes_its_front(sweep_dir: Path) -> None:
+    spec = write_spec(sweep_dir, "front", [0.5, 0.9], ["global_magnitude", "random"], max_concurrent_trials=2)
+    outcome = run_sweep(spec, workdir=sweep_dir, num_cpus=2)
     assert outcome.errors == 0
 
     printed = io.StringIO()

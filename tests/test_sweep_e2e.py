@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import write_spec
 from mlflow import MlflowClient
 
 from rnnprune.errors import RnnpruneError
@@ -23,43 +23,6 @@ from rnnprune.sweep.runner import run_sweep
 from rnnprune.tracking import TrackingError, check_tracking
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def sweep_dir(tmp_path: Path, mnist_root: Path) -> Path:
-    trial = {
-        "task": {
-            "name": "seq_mnist",
-            "data_dir": str(mnist_root),
-            "download": False,
-            "params": {"val_fraction": 0.25},
-        },
-        "model": {"cell": "lstm", "hidden_size": 12},
-        "training": {"epochs": 2, "batch_size": 16, "lr": 0.02},
-        "pruning": {
-            "method": "global_magnitude",
-            "target_sparsity": 0.5,
-            "schedule": {"kind": "gradual", "prune_epochs": 2, "frequency_steps": 3, "finetune_epochs": 1},
-        },
-        "device": "cpu",
-        "cache_dir": str(tmp_path / "cache"),
-    }
-    (tmp_path / "trial.yaml").write_text(yaml.safe_dump(trial))
-    return tmp_path
-
-
-def write_spec(directory: Path, name: str, targets: list[float], methods: list[str], **extra: object) -> Path:
-    spec = {
-        "name": name,
-        "base": "trial.yaml",
-        "axes": {"pruning.target_sparsity": targets},
-        "methods": {m: {} for m in methods},
-        "storage_path": str(directory / "storage"),
-        **extra,
-    }
-    path = directory / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
 
 
 def _children(client: MlflowClient, parent_run_id: str) -> list:
