@@ -43,4 +43,4 @@ test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest tests -m "not slow"
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check rnnprune tests benchmarks
+	$(BIN)/ruff check rnnprune tests benchmarks dashboards
