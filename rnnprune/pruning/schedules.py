@@ -7,6 +7,8 @@ The trainer runs any plan with one loop, so every method works under every sched
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -36,12 +38,18 @@ class PruningPlan:
     def events_by_step(self) -> dict[int, PruningEvent]:
         return {event.step: event for event in self.events}
 
+    @functools.cached_property
+    def _cycle_starts(self) -> tuple[int, ...]:
+        return (0, *sorted({e.step for e in self.events if e.restart and e.step > 0}))
+
     def segment_bounds(self, step: int, total_steps: int) -> tuple[int, int]:
-        """First and one-past-last step of the learning-rate cycle containing `step`."""
-        starts = [0] + [e.step for e in self.events if e.restart and e.step > 0]
-        start = max(s for s in starts if s <= step)
-        later = [s for s in starts if s > step]
-        return start, (later[0] if later else total_steps)
+        """First and one-past-last step of the learning-rate cycle containing `step`.
+
+        Asked before every optimizer step, so the cycle starts are computed once.
+        """
+        starts = self._cycle_starts
+        index = bisect.bisect_right(starts, step) - 1
+        return starts[index], (starts[index + 1] if index + 1 < len(starts) else total_steps)
 
 
 class _Schedule(BaseModel):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 
 class PerLevelASHA(FIFOScheduler):
@@ -64,6 +64,3 @@ class PerLevelASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return "; ".join(f"sparsity {level}: {s.debug_string()}" for level, s in sorted(self.levels.items()))
-
-
-__all__ = ["PerLevelASHA", "TrialScheduler"]
