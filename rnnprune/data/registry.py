@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rnnprune.data import cifar, mnist, speech_commands
+from rnnprune.data import adding, cifar, language_model, mnist, navigation, speech_commands
 from rnnprune.data.base import TaskData, TaskParams
 
 
@@ -42,6 +42,27 @@ registered_tasks: dict[str, Task] = {
             cifar.check,
             cifar.load,  # type: ignore[arg-type]
             "CIFAR-10 read row by row (32 x 96 RGB, or gray rows / pixels), 10 classes.",
+        ),
+        Task(
+            "navigation",
+            navigation.NavigationParams,
+            navigation.check,  # type: ignore[arg-type]
+            navigation.load,  # type: ignore[arg-type]
+            "Path integration in a 2.2 m box: velocities in, place-cell logits out at every step.",
+        ),
+        Task(
+            "adding",
+            adding.AddingParams,
+            adding.check,  # type: ignore[arg-type]
+            adding.load,  # type: ignore[arg-type]
+            "The adding problem: sum the two marked values of a sequence (MSE; baseline 1/6).",
+        ),
+        Task(
+            "word_lm",
+            language_model.WordLmParams,
+            language_model.check,  # type: ignore[arg-type]
+            language_model.load,  # type: ignore[arg-type]
+            "Word-level language model on PTB or WikiText-2 files (perplexity).",
         ),
     )
 }
