@@ -34,7 +34,7 @@ from benchmarks.common import write_result
 from rnnprune.config import TrialConfig, load_config
 from rnnprune.data.base import TaskData
 from rnnprune.graphs import graph_metrics
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.training.dense import build_model
 from rnnprune.training.loop import evaluate
 from rnnprune.training.runner import EpochReport, load_task_data, run_trial
@@ -57,14 +57,12 @@ ROUNDS_FILE = "rounds.json"
 ROW_KEYS = (*MARGINS, "density")  # graph metrics kept per round
 
 
-def _round_row(
-    model: RecurrentClassifier, data: TaskData, round_index: int, sparsity: float
-) -> dict[str, float]:
+def _round_row(model: RecurrentNet, data: TaskData, round_index: int, sparsity: float) -> dict[str, float]:
     graphs = graph_metrics(model)
     return {
         "round": float(round_index),
         "remaining_pct": 100.0 * (1.0 - sparsity),
-        "test_accuracy": evaluate(model, data.test)["accuracy"],
+        "test_accuracy": evaluate(model, data.test, data.objective)["accuracy"],
         **{
             key.removeprefix("graph."): value
             for key, value in graphs.items()

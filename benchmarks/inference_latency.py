@@ -26,13 +26,13 @@ import torch
 
 from benchmarks.common import write_result
 from rnnprune.export import compact, kept_units, parameter_count
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning.base import NoParams, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude
 
 
-def pruned_copy(dense: RecurrentClassifier, sparsity: float, dead_fraction: float) -> RecurrentClassifier:
-    model = RecurrentClassifier(
+def pruned_copy(dense: RecurrentNet, sparsity: float, dead_fraction: float) -> RecurrentNet:
+    model = RecurrentNet(
         dense.cell,
         dense.rnn.input_size,
         dense.rnn.hidden_size,
@@ -84,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    dense = RecurrentClassifier(args.cell, args.features, args.hidden, args.layers, 10).eval()
+    dense = RecurrentNet(args.cell, args.features, args.hidden, args.layers, 10).eval()
     load_before = os.getloadavg()
     scenarios = {}
     for scenario, dead_fraction in (("unstructured", 0.0), ("unstructured+dead_units", args.dead_fraction)):

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 
 from benchmarks.common import write_result
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning import registry
 from rnnprune.pruning.lattice import LatticeParams
 
 
 def time_pass(hidden: int, repeats: int, target: float) -> dict[str, float]:
     torch.manual_seed(hidden)
-    model = RecurrentClassifier("lstm", 28, hidden, 1, 10)
+    model = RecurrentNet("lstm", 28, hidden, 1, 10)
     weights = model.prunable_weights(("hh",))
     method, params = registry.get("lattice"), LatticeParams()
     seconds = []

@@ -18,13 +18,13 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks.common import write_result
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning.base import NoParams, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude
 
 
 def _step(
-    model: RecurrentClassifier,
+    model: RecurrentNet,
     optimizer: torch.optim.Optimizer,
     inputs: torch.Tensor,
     targets: torch.Tensor,
@@ -53,8 +53,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     models = {
-        name: RecurrentClassifier(args.cell, args.features, args.hidden, 1, 10)
-        for name in ("dense", "masked")
+        name: RecurrentNet(args.cell, args.features, args.hidden, 1, 10) for name in ("dense", "masked")
     }
     models["masked"].load_state_dict(models["dense"].state_dict())
     weights = models["masked"].prunable_weights(("ih", "hh"))

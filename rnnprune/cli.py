@@ -15,10 +15,7 @@ from rnnprune.errors import RnnpruneError
 from rnnprune.pruning import registry as method_registry
 from rnnprune.training.runner import EpochReport, run_trial
 
-SUMMARY_KEYS = (
-    "dense_test_accuracy",
-    "val_accuracy",
-    "test_accuracy",
+ACCOUNTING_KEYS = (
     "target_sparsity",
     "sparsity",
     "sparsity_total",
@@ -27,6 +24,16 @@ SUMMARY_KEYS = (
     "theoretical_speedup",
     "wall_time_s",
 )
+
+
+def summary_keys(quality: str) -> tuple[str, ...]:
+    """What `rnnprune train` prints: the task's quality metric, then the accounting."""
+    return (
+        f"dense_test_{quality}",
+        f"val_{quality}",
+        f"test_{quality}",
+        *ACCOUNTING_KEYS,
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -51,20 +58,21 @@ def _train(args: argparse.Namespace) -> int:
     def on_dense_epoch(epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         b = bar("dense", epochs)
         b.n = epoch
-        b.set_postfix(val_acc=f"{metrics['val_accuracy']:.4f}")
+        b.set_postfix(val_loss=f"{metrics['val_loss']:.4f}")
 
     def on_epoch(report: EpochReport) -> None:
         b = bar("prune", report.epochs)
         b.n = report.epoch
         b.set_postfix(
-            val_acc=f"{report.metrics['val_accuracy']:.4f}",
-            sparsity=f"{report.metrics['sparsity']:.3f}",
+            val_loss=f"{report.metrics['val_loss']:.4f}", sparsity=f"{report.metrics['sparsity']:.3f}"
         )
 
     result = run_trial(config, output, callback=on_epoch, on_dense_epoch=on_dense_epoch)
     for b in bars.values():
         b.close()
-    summary = {key: result.metrics[key] for key in SUMMARY_KEYS}
+    summary = {
+        key: result.metrics[key] for key in summary_keys(result.metrics.get("quality_metric", "accuracy"))
+    }
     print(json.dumps(summary, indent=2))
     print(f"wrote {output / 'metrics.json'} and {output / 'model.pt'}", file=sys.stderr)
     return 0

@@ -116,10 +116,18 @@ class PruningConfig(_Group):
         default=0.9, ge=0.0, lt=1.0, description="Fraction of the prunable pool set to zero."
     )
     scope: tuple[WeightKind, ...] = Field(
-        default=("ih", "hh"), min_length=1, description="Prunable tensors: ih, hh, readout."
+        default=("ih", "hh"),
+        min_length=1,
+        description="Prunable tensors: ih, hh, readout, encoder (embedding or initial-state encoder).",
     )
     schedule: Schedule = Field(default_factory=GradualSchedule, description="When to prune.")
     lr: float | None = Field(default=None, gt=0.0, description="Pruning-phase lr (None: training.lr).")
+    lottery: bool = Field(
+        default=False,
+        description="Lottery-ticket control: after the schedule, re-initialise the weights (and any "
+        "regularizer's random structure), keep the final masks, and retrain for the dense + pruning "
+        "epochs; the trial reports the ticket, and the trained sparse model as sparse_*.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -184,9 +192,23 @@ class TrialConfig(_Group):
         return _digest(self._defining())
 
     def dense_hash(self) -> str:
-        """Names the dense phase: everything that defines it, nothing about pruning."""
+        """Names the dense phase: everything that defines it, nothing about pruning.
+
+        A method whose regularizer penalises the dense phase too (moduli) is part of it.
+        """
         data = self._defining()
-        return _digest({key: data[key] for key in ("task", "model", "training", "seed")})
+        defining = {key: data[key] for key in ("task", "model", "training", "seed")}
+        if self.regularizes:
+            defining["regularizer"] = {
+                "method": data["pruning"]["method"],
+                "params": data["pruning"]["params"],
+            }
+        return _digest(defining)
+
+    @property
+    def regularizes(self) -> bool:
+        """Whether the trial's method adds a penalty to training."""
+        return method_registry.get(self.pruning.method).regularizes(self.pruning.typed_params)
 
     def name(self) -> str:
         model = f"{self.model.cell}{self.model.hidden_size}"
@@ -217,7 +239,7 @@ def _format_errors(error: ValidationError, source: str) -> str:
     lines = []
     for item in error.errors():
         # The discriminated schedule union puts the kind in the path; users never write it.
-        loc = tuple(p for p in item["loc"] if p not in ("one_shot", "iterative", "gradual"))
+        loc = tuple(p for p in item["loc"] if p not in ("one_shot", "iterative", "gradual", "linear"))
         located = item.get("ctx", {}).get("error")
         if isinstance(located, _LocatedError):
             entries = [(loc + sub, msg) for sub, msg in located.errors]

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnprune.models.recurrent import GATES, MASK_SUFFIX, RecurrentClassifier
+from rnnprune.models.recurrent import GATES, MASK_SUFFIX, RecurrentNet
 
 
 def _gate_rows(units: torch.Tensor, hidden: int, gates: int) -> torch.Tensor:
@@ -26,7 +26,7 @@ def _gate_rows(units: torch.Tensor, hidden: int, gates: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def kept_units(model: RecurrentClassifier) -> list[torch.Tensor]:
+def kept_units(model: RecurrentNet) -> list[torch.Tensor]:
     """Per layer, the sorted indices of hidden units some kept consumer reads."""
     rnn, gates = model.rnn, len(GATES[model.cell])
     hidden = rnn.hidden_size
@@ -83,7 +83,7 @@ def _single_layer(cell: str, input_size: int, hidden_size: int) -> nn.RNNBase:
 
 
 @torch.no_grad()
-def compact(model: RecurrentClassifier) -> CompactClassifier:
+def compact(model: RecurrentNet) -> CompactClassifier:
     """A smaller dense model computing the same outputs (masks are already folded into weights)."""
     rnn, gates = model.rnn, len(GATES[model.cell])
     hidden = rnn.hidden_size
@@ -111,7 +111,7 @@ def compact(model: RecurrentClassifier) -> CompactClassifier:
     return result.eval()
 
 
-def plain_state_dict(model: RecurrentClassifier) -> dict[str, torch.Tensor]:
+def plain_state_dict(model: RecurrentNet) -> dict[str, torch.Tensor]:
     """The weights with masks folded in and the mask buffers dropped (loads into a plain model)."""
     return {
         name: tensor.clone() for name, tensor in model.state_dict().items() if not name.endswith(MASK_SUFFIX)

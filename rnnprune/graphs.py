@@ -36,7 +36,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh, svds
 
 if TYPE_CHECKING:  # models import the pruning contract, which imports this module's users
-    from rnnprune.models.recurrent import RecurrentClassifier
+    from rnnprune.models.recurrent import RecurrentNet
 
 DENSE_MAX_SIDE = 256
 """Up to this many nodes on the smaller side, a dense SVD is exact and faster than Lanczos."""
@@ -227,7 +227,7 @@ def merge_gate_rows(matrix: torch.Tensor, num_gates: int) -> torch.Tensor:
 
 
 def layer_graphs(
-    model: RecurrentClassifier, merge_gates: bool = False, include_cat: bool = True
+    model: RecurrentNet, merge_gates: bool = False, include_cat: bool = True
 ) -> Iterator[LayerGraph]:
     """G_ih_l{k}, G_hh_l{k} (and G_cat_l{k} = [W_ih | W_hh]) of every recurrent layer.
 
@@ -258,9 +258,7 @@ def layer_graphs(
             )
 
 
-def graph_metrics(
-    model: RecurrentClassifier, merge_gates: bool = False, prefix: str = "graph"
-) -> dict[str, float]:
+def graph_metrics(model: RecurrentNet, merge_gates: bool = False, prefix: str = "graph") -> dict[str, float]:
     """Flat scalar metrics of every layer graph (`graph.G_hh_l0.delta_r`, ...) for a trial."""
     return {
         f"{prefix}.{graph.name}.{key}": value

@@ -8,7 +8,8 @@ cannot flatter itself.
 - over the prunable pool and over all parameters;
 - compression ratio = total / non-zero parameters;
 - theoretical speed-up = dense / non-zero multiply-adds of one time step of the recurrence
-  (every `weight_ih_l*` and `weight_hh_l*`; the readout runs once per sequence, not per step).
+  (every `weight_ih_l*` and `weight_hh_l*`; the readout and the encoders are outside the
+  recurrence: an embedding is a lookup, an initial-state encoder runs once per sequence).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 
 
 @dataclass(frozen=True)
@@ -86,14 +87,14 @@ class SparsityReport:
         }
 
 
-def sparsity_report(model: RecurrentClassifier, pool_names: Iterable[str]) -> SparsityReport:
+def sparsity_report(model: RecurrentNet, pool_names: Iterable[str]) -> SparsityReport:
     """Measure `model`; `pool_names` are the full names of the prunable tensors."""
     pool_names = set(pool_names)
-    matrices = model.prunable_weights(scope=("ih", "hh", "readout"))
+    matrices = model.prunable_weights(scope=("encoder", "ih", "hh", "readout"))
     per_tensor = {w.name: count(w.weight) for w in matrices}
-    per_gate = {w.name: gate_counts(w.weight, w.gates) for w in matrices if w.kind != "readout"}
+    per_gate = {w.name: gate_counts(w.weight, w.gates) for w in matrices if w.kind in ("ih", "hh")}
     total = sum((count(p) for p in model.parameters()), Count(0, 0))
     pool = sum((per_tensor[name] for name in sorted(pool_names)), Count(0, 0))
     # One multiply-add per weight entry per time step (batch of one).
-    recurrent = sum((per_tensor[w.name] for w in matrices if w.kind != "readout"), Count(0, 0))
+    recurrent = sum((per_tensor[w.name] for w in matrices if w.kind in ("ih", "hh")), Count(0, 0))
     return SparsityReport(pool, total, recurrent, per_tensor, per_gate)

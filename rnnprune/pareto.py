@@ -46,19 +46,32 @@ OBJECTIVES: dict[str, Objective] = {
         Objective("test_loss", False, "test loss"),
         Objective("val_loss", False, "validation loss"),
         Objective("test_perplexity", False, "test perplexity"),
+        Objective("val_perplexity", False, "validation perplexity"),
+        Objective("test_error_cm", False, "test position error (cm)"),
+        Objective("val_error_cm", False, "validation position error (cm)"),
+        Objective("test_mse", False, "test MSE"),
+        Objective("val_mse", False, "validation MSE"),
     )
 }
 DEFAULT_OBJECTIVES = ("test_accuracy", "sparsity")
 
-# Chance accuracy of each task: the hypervolume's reference point, so an area counts only what
-# beats guessing. Sparsity's reference is 0 (dense), speed-up's and compression's 1 (no gain).
-CHANCE_ACCURACY: dict[str, float] = {"seq_mnist": 0.1}
+# Chance-level quality of each task (by quality metric): the hypervolume's reference point, so
+# an area counts only what beats guessing (adding problem: always predicting 1.0 has MSE 1/6).
+# Sparsity's reference is 0 (dense), speed-up's and compression's 1 (no gain).
+CHANCE_QUALITY: dict[tuple[str, str], float] = {
+    ("seq_mnist", "accuracy"): 0.1,
+    ("adding", "mse"): 1.0 / 6.0,
+}
 NEUTRAL_REFERENCE: dict[str, float] = {
     "sparsity": 0.0,
     "sparsity_total": 0.0,
     "theoretical_speedup": 1.0,
     "compression_ratio": 1.0,
 }
+# Objectives that measure size or speed; the others measure quality.
+ACCOUNTING_OBJECTIVES = frozenset(
+    {"sparsity", "sparsity_total", "nonzero_params", "theoretical_speedup", "compression_ratio"}
+)
 # Params that say which draw of a configuration a run is, not which configuration.
 SEED_PARAMS = frozenset({"seed", "trial_hash"})
 
@@ -194,8 +207,9 @@ def reference_point(objectives: Sequence[Objective], task: str | None) -> tuple[
     """The hypervolume's reference: chance accuracy, zero sparsity, no speed-up; None if unknown."""
     values = []
     for objective in objectives:
-        if objective.metric.endswith("accuracy") and task in CHANCE_ACCURACY:
-            values.append(CHANCE_ACCURACY[task])
+        quality = objective.metric.partition("_")[2]  # test_accuracy -> accuracy
+        if (task, quality) in CHANCE_QUALITY:
+            values.append(CHANCE_QUALITY[(task, quality)])  # type: ignore[index]
         elif objective.metric in NEUTRAL_REFERENCE:
             values.append(NEUTRAL_REFERENCE[objective.metric])
         else:
@@ -448,7 +462,7 @@ def publish(
     client = MlflowClient(tracking_uri)
     set_run_tags(client, run_tags(analysis, f"{kind}:{name}"))
     base = ui_url or ui_base(tracking_uri)
-    accuracy = next((o for o in objectives if o.endswith("accuracy")), "test_accuracy")
+    accuracy = next((o for o in objectives if o not in ACCOUNTING_OBJECTIVES), "test_accuracy")
     folder = Path(output_dir)
     files = write_dashboard(
         runs,

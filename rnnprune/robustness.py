@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rnnprune.data.base import Split
+from rnnprune.objectives import Classification
 from rnnprune.training.loop import evaluate
 
 DEFAULT_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
@@ -33,5 +34,5 @@ def noise_robustness(
     for level in levels:
         noise = torch.randn(split.inputs.shape, generator=generator).to(split.inputs.device)
         noisy = Split(split.inputs + level * noise, split.targets)
-        results[f"{prefix}.noise_{level:g}.accuracy"] = evaluate(model, noisy)["accuracy"]  # type: ignore[arg-type]
+        results[f"{prefix}.noise_{level:g}.accuracy"] = evaluate(model, noisy, Classification())["accuracy"]  # type: ignore[arg-type]
     return results

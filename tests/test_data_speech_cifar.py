@@ -17,7 +17,7 @@ from rnnprune.data import registry as task_registry
 from rnnprune.data.base import Split
 from rnnprune.data.speech_commands import ARCHIVE, SpeechCommandsParams, add_noise
 from rnnprune.errors import DataError
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.robustness import noise_robustness
 
 WORDS = {"yes": 440.0, "no": 880.0, "cat": 1320.0}
@@ -149,7 +149,7 @@ def test_tasks_are_registered() -> None:
 
 def test_noise_robustness_is_seeded_and_clean_at_level_zero() -> None:
     torch.manual_seed(0)
-    model = RecurrentClassifier("lstm", input_size=3, hidden_size=4, num_layers=1, num_classes=2)
+    model = RecurrentNet("lstm", input_size=3, hidden_size=4, num_layers=1, num_classes=2)
     inputs = torch.randn(64, 5, 3)
     split = Split(inputs, (inputs[:, -1, 0] > 0).long())
     first = noise_robustness(model, split, levels=(0.0, 0.5, 5.0))

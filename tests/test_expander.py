@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from rnnprune.config import TrialConfig
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.pruning import registry
 from rnnprune.pruning.expander import ExpanderParams
 from rnnprune.training.runner import run_trial
@@ -40,10 +40,8 @@ def constructed_weights() -> tuple[np.ndarray, np.ndarray]:
     return weight_ih * signs, weight_hh * signs
 
 
-def constructed_model() -> RecurrentClassifier:
-    model = RecurrentClassifier(
-        "rnn_tanh", input_size=HIDDEN, hidden_size=HIDDEN, num_layers=1, num_classes=2
-    )
+def constructed_model() -> RecurrentNet:
+    model = RecurrentNet("rnn_tanh", input_size=HIDDEN, hidden_size=HIDDEN, num_layers=1, num_classes=2)
     weight_ih, weight_hh = constructed_weights()
     with torch.no_grad():
         model.rnn.weight_ih_l0.copy_(torch.from_numpy(weight_ih))
@@ -74,9 +72,7 @@ def first_crossing(weight: np.ndarray, oracle: Callable[[np.ndarray], float] = o
     return next(r for r, t in enumerate(TARGETS) if oracle(magnitude_mask(weight, t).astype(float)) < 0)
 
 
-def run_rounds(
-    model: RecurrentClassifier, params: ExpanderParams, scope: tuple[str, ...]
-) -> list[dict[str, float]]:
+def run_rounds(model: RecurrentNet, params: ExpanderParams, scope: tuple[str, ...]) -> list[dict[str, float]]:
     """The iterative schedule without retraining: one call per round, masks nested by the core."""
     diagnostics = []
     for round_index, target in enumerate(TARGETS):
@@ -91,7 +87,7 @@ def run_rounds(
     return diagnostics
 
 
-def kept_edges(model: RecurrentClassifier, kind: str) -> int:
+def kept_edges(model: RecurrentNet, kind: str) -> int:
     return int(getattr(model.rnn, f"weight_{kind}_l0_mask").sum())
 
 
@@ -167,7 +163,7 @@ def test_a_stopped_graph_resumes_only_on_a_ramanujan_candidate() -> None:
 @pytest.mark.parametrize("graph", ["separate", "cat"])
 def test_random_selection_and_graph_options_reach_the_target_on_gated_cells(cell: str, graph: str) -> None:
     torch.manual_seed(0)
-    model = RecurrentClassifier(cell, input_size=5, hidden_size=12, num_layers=2, num_classes=3)  # type: ignore[arg-type]
+    model = RecurrentNet(cell, input_size=5, hidden_size=12, num_layers=2, num_classes=3)  # type: ignore[arg-type]
     params = ExpanderParams(stop="none", selection="random", graph=graph, merge_gates=True)
     weights = model.prunable_weights(("ih", "hh"))
     first = EXPANDER(weights, 0.5, params, torch.Generator().manual_seed(1))

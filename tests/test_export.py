@@ -6,15 +6,15 @@ import pytest
 import torch
 
 from rnnprune.export import compact, kept_units, parameter_count, plain_state_dict
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 
 HIDDEN, LAYERS, INPUT, CLASSES = 12, 3, 7, 5
 
 
-def pruned_model(cell: str, dead: dict[int, list[int]], seed: int = 0) -> RecurrentClassifier:
+def pruned_model(cell: str, dead: dict[int, list[int]], seed: int = 0) -> RecurrentNet:
     """Random unstructured masks (70% kept), plus `dead[layer]` units that nothing reads."""
     torch.manual_seed(seed)
-    model = RecurrentClassifier(cell, INPUT, HIDDEN, LAYERS, CLASSES).eval()
+    model = RecurrentNet(cell, INPUT, HIDDEN, LAYERS, CLASSES).eval()
     masks = {name: torch.rand(mask.shape) > 0.3 for name, mask in model.masks().items()}
     for layer, units in dead.items():
         masks[f"rnn.weight_hh_l{layer}"][:, units] = False
@@ -24,7 +24,7 @@ def pruned_model(cell: str, dead: dict[int, list[int]], seed: int = 0) -> Recurr
     return model
 
 
-def assert_same_outputs(model: RecurrentClassifier, small: torch.nn.Module) -> None:
+def assert_same_outputs(model: RecurrentNet, small: torch.nn.Module) -> None:
     inputs = torch.randn(6, 11, INPUT)
     with torch.no_grad():
         torch.testing.assert_close(small(inputs), model(inputs), atol=1e-6, rtol=0)

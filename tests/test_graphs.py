@@ -11,7 +11,7 @@ import torch
 
 from rnnprune import graphs
 from rnnprune.graphs import graph_metrics, layer_graphs, spectral_gaps, top_singular_values
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 
 
 def cycle_biadjacency(half: int) -> np.ndarray:
@@ -160,7 +160,7 @@ def test_random_mask_crossing_is_where_the_spec_measured_it() -> None:
 
 def test_layer_graphs_of_an_lstm_use_gate_units_or_merged_units() -> None:
     torch.manual_seed(0)
-    model = RecurrentClassifier("lstm", input_size=5, hidden_size=6, num_layers=2, num_classes=3)
+    model = RecurrentNet("lstm", input_size=5, hidden_size=6, num_layers=2, num_classes=3)
     model.rnn.weight_hh_l0_mask[:, :3] = False
     shapes = {g.name: tuple(g.counts.shape) for g in layer_graphs(model)}
     assert shapes == {

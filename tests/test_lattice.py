@@ -13,7 +13,7 @@ import torch
 
 from rnnprune.config import validate_config
 from rnnprune.errors import ConfigError
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning import registry
 from rnnprune.pruning.base import PrunableWeight
 from rnnprune.pruning.lattice import (
@@ -126,9 +126,9 @@ def test_spec_pytorch_layout_case() -> None:
     assert 1 - result.masks[weight.name].float().mean().item() == pytest.approx(20 / 36)
 
 
-def _model(cell: str, hidden: int = 24, layers: int = 1, seed: int = 0) -> RecurrentClassifier:
+def _model(cell: str, hidden: int = 24, layers: int = 1, seed: int = 0) -> RecurrentNet:
     torch.manual_seed(seed)
-    return RecurrentClassifier(cell, 28, hidden, layers, 10)  # type: ignore[arg-type]
+    return RecurrentNet(cell, 28, hidden, layers, 10)  # type: ignore[arg-type]
 
 
 def _pool_sparsity(weights: list[PrunableWeight], masks: dict[str, torch.Tensor]) -> float:

@@ -2,14 +2,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning.base import NoParams, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude
 
 
-def _pruned_model(cell: str, sparsity: float = 0.7) -> RecurrentClassifier:
+def _pruned_model(cell: str, sparsity: float = 0.7) -> RecurrentNet:
     torch.manual_seed(0)
-    model = RecurrentClassifier(cell, input_size=5, hidden_size=12, num_layers=2, num_classes=3)
+    model = RecurrentNet(cell, input_size=5, hidden_size=12, num_layers=2, num_classes=3)
     weights = model.prunable_weights(("ih", "hh", "readout"))
     masks = prune_global_magnitude(weights, sparsity, NoParams(), torch.Generator())
     model.set_masks(nested(masks, weights))
@@ -50,7 +50,7 @@ def test_masks_travel_in_the_state_dict() -> None:
     model = _pruned_model("lstm")
     state = model.state_dict()
     assert "rnn.weight_hh_l1_mask" in state and "readout.weight_mask" in state
-    fresh = RecurrentClassifier("lstm", input_size=5, hidden_size=12, num_layers=2, num_classes=3)
+    fresh = RecurrentNet("lstm", input_size=5, hidden_size=12, num_layers=2, num_classes=3)
     fresh.load_state_dict(state)
     for name, mask in model.masks().items():
         assert torch.equal(fresh.masks()[name], mask)

@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from rnnprune.metrics import sparsity_report
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 
 
 @torch.no_grad()
-def _hand_built_lstm() -> RecurrentClassifier:
+def _hand_built_lstm() -> RecurrentNet:
     # LSTM: input 3, hidden 2 -> weight_ih (8, 3), weight_hh (8, 2), biases 2 x 8; readout (4, 2) + 4.
-    model = RecurrentClassifier("lstm", input_size=3, hidden_size=2, num_layers=1, num_classes=4)
+    model = RecurrentNet("lstm", input_size=3, hidden_size=2, num_layers=1, num_classes=4)
     for parameter in model.parameters():
         parameter.fill_(1.0)
     ih, hh = model.rnn.weight_ih_l0, model.rnn.weight_hh_l0
@@ -53,7 +53,7 @@ def test_pool_total_compression_and_speedup_are_exact() -> None:
 
 
 def test_accounting_reads_weights_not_masks() -> None:
-    model = RecurrentClassifier("gru", input_size=3, hidden_size=4, num_layers=2, num_classes=2)
+    model = RecurrentNet("gru", input_size=3, hidden_size=4, num_layers=2, num_classes=2)
     with torch.no_grad():
         model.rnn.weight_hh_l1.zero_()  # zero without touching any mask
     report = sparsity_report(model, ["rnn.weight_hh_l1"])
@@ -63,7 +63,7 @@ def test_accounting_reads_weights_not_masks() -> None:
 
 
 def test_dense_model_has_unit_ratios() -> None:
-    model = RecurrentClassifier("rnn_tanh", input_size=3, hidden_size=4, num_layers=1, num_classes=2)
+    model = RecurrentNet("rnn_tanh", input_size=3, hidden_size=4, num_layers=1, num_classes=2)
     summary = sparsity_report(model, ["rnn.weight_ih_l0", "rnn.weight_hh_l0"]).summary()
     assert summary["sparsity"] == 0.0
     assert summary["compression_ratio"] == 1.0

@@ -11,7 +11,7 @@ import torch
 from mlflow import MlflowClient
 
 from rnnprune.cli import main
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.tracking import TrialRun as TrackedTrial
 from rnnprune.tracking import ensure_experiment, start_parent_run
 
@@ -27,10 +27,10 @@ RUNS = [
 ]
 
 
-def tiny_model_dir(directory: Path, config: dict[str, Any]) -> tuple[RecurrentClassifier, torch.Tensor]:
+def tiny_model_dir(directory: Path, config: dict[str, Any]) -> tuple[RecurrentNet, torch.Tensor]:
     """A trial's output folder (model.pt, metrics.json) for a small pruned LSTM."""
     torch.manual_seed(0)
-    model = RecurrentClassifier("lstm", 28, 8, 1, 10).eval()
+    model = RecurrentNet("lstm", 28, 8, 1, 10).eval()
     masks = {name: torch.rand(mask.shape) > 0.5 for name, mask in model.masks().items()}
     masks["rnn.weight_hh_l0"][:, :3] = False  # units 0-2 are read by nothing: compact drops them
     masks["readout.weight"][:, :3] = False
@@ -181,7 +181,7 @@ def test_export_compact_and_state_dict_from_a_run(store: tuple[str, dict[str, st
     )
     small = torch.load(compact_path, weights_only=False)
     assert [layer.hidden_size for layer in small.layers] == [5]
-    original = RecurrentClassifier("lstm", 28, 8, 1, 10)
+    original = RecurrentNet("lstm", 28, 8, 1, 10)
     original.load_state_dict(torch.load(state_path)["state_dict"], strict=False)
     inputs = torch.randn(3, 28, 28)
     with torch.no_grad():

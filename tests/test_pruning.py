@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rnnprune.models import RecurrentClassifier
+from rnnprune.models import RecurrentNet
 from rnnprune.pruning import registry
 from rnnprune.pruning.base import NoParams, PrunableWeight, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude, prune_layerwise_magnitude
@@ -96,7 +96,7 @@ def test_random_ignores_magnitudes() -> None:
 
 
 def test_every_registered_method_returns_boolean_masks_for_the_whole_scope() -> None:
-    model = RecurrentClassifier("lstm", input_size=4, hidden_size=8, num_layers=2, num_classes=3)
+    model = RecurrentNet("lstm", input_size=4, hidden_size=8, num_layers=2, num_classes=3)
     weights = model.prunable_weights(("ih", "hh"))
     for name, method in registry.registered_methods.items():
         masks = method(weights, 0.5, method.params(), torch.Generator().manual_seed(0)).masks

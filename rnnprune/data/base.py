@@ -1,14 +1,19 @@
-"""What a task hands the trainer: tensors already split, and the shapes to build a model."""
+"""What a task hands the trainer: tensors already split, the network around the recurrent
+stack, and the objective that scores it."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from rnnprune.objectives import Classification, Objective
 
 DATA_DIR_ENV = "RNNPRUNE_DATA_DIR"
 
@@ -21,8 +26,8 @@ class TaskParams(BaseModel):
 
 @dataclass(frozen=True)
 class Split:
-    inputs: torch.Tensor  # (examples, time, features)
-    targets: torch.Tensor  # (examples,)
+    inputs: torch.Tensor  # (examples, time, features), or (examples, time) token ids
+    targets: torch.Tensor  # (examples, ...): whatever the task's objective reads
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -50,12 +55,34 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Architecture:
+    """What a task fixes about the network around the recurrent stack.
+
+    The defaults are a sequence classifier: dense features in, zero initial state, a biased
+    readout of the last step. `vocab_size` puts an embedding (of `input_size` dimensions)
+    before the stack, for token inputs. `initial_code` makes the first input step a
+    side input: h0 = encoder(initial_code(inputs[:, 0])) with a bias-free linear encoder of
+    `initial_code_size` inputs, and the sequence proper is inputs[:, 1:] (path integration
+    starts from a known position). `readout: all` reads every step (language models, path
+    integration).
+    """
+
+    readout: Literal["last", "all"] = "last"
+    vocab_size: int | None = None
+    initial_code: nn.Module | None = None
+    initial_code_size: int = 0
+    bias: bool = True
+
+
+@dataclass(frozen=True)
 class TaskData:
     train: Split
     val: Split
     test: Split
     input_size: int
-    num_classes: int
+    num_classes: int  # outputs per read-out step (classes, tokens, place cells, 1 for regression)
+    objective: Objective = field(default_factory=Classification)
+    architecture: Architecture = field(default_factory=Architecture)
 
     def to(self, device: torch.device) -> TaskData:
         return TaskData(
@@ -64,6 +91,8 @@ class TaskData:
             self.test.to(device),
             self.input_size,
             self.num_classes,
+            self.objective,
+            self.architecture,
         )
 
 

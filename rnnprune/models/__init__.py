@@ -1,5 +1,5 @@
 """Recurrent models whose weight matrices carry pruning masks."""
 
-from rnnprune.models.recurrent import GATES, RecurrentClassifier
+from rnnprune.models.recurrent import GATES, RecurrentNet
 
-__all__ = ["GATES", "RecurrentClassifier"]
+__all__ = ["GATES", "RecurrentNet"]

@@ -1,4 +1,8 @@
-"""Sequence classifiers over PyTorch's fused recurrent layers, with pruning masks.
+"""Recurrent networks over PyTorch's fused recurrent layers, with pruning masks.
+
+The recurrent stack is surrounded by what the task asks for (`Architecture`): an optional
+token embedding or initial-state encoder before it, a readout of the last step or of every
+step after it.
 
 Masks are boolean buffers registered next to the weights they mask (`weight_hh_l0_mask`
 beside `weight_hh_l0`), so they travel in the state dict. They are applied in place to the
@@ -15,6 +19,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from rnnprune.data.base import Architecture
 from rnnprune.pruning.base import PrunableWeight, WeightKind
 
 Cell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -30,12 +35,13 @@ MASK_SUFFIX = "_mask"
 
 
 def _recurrent_layer(
-    cell: Cell, input_size: int, hidden_size: int, num_layers: int, dropout: float
+    cell: Cell, input_size: int, hidden_size: int, num_layers: int, dropout: float, bias: bool = True
 ) -> nn.RNNBase:
     common = dict(
         input_size=input_size,
         hidden_size=hidden_size,
         num_layers=num_layers,
+        bias=bias,
         dropout=dropout if num_layers > 1 else 0.0,
         batch_first=True,
     )
@@ -46,8 +52,12 @@ def _recurrent_layer(
     return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **common)
 
 
-class RecurrentClassifier(nn.Module):
-    """x (batch, time, features) -> recurrent stack -> last hidden state -> linear readout."""
+class RecurrentNet(nn.Module):
+    """x (batch, time, features) -> recurrent stack -> linear readout of the last step.
+
+    With an `Architecture` from the task: token ids through an embedding, an initial state
+    encoded from the first input step, a readout at every step, no biases.
+    """
 
     def __init__(
         self,
@@ -57,11 +67,22 @@ class RecurrentClassifier(nn.Module):
         num_layers: int,
         num_classes: int,
         dropout: float = 0.0,
+        architecture: Architecture | None = None,
     ) -> None:
         super().__init__()
         self.cell = cell
-        self.rnn = _recurrent_layer(cell, input_size, hidden_size, num_layers, dropout)
-        self.readout = nn.Linear(hidden_size, num_classes)
+        self.architecture = architecture = architecture or Architecture()
+        self.embedding = (
+            nn.Embedding(architecture.vocab_size, input_size) if architecture.vocab_size is not None else None
+        )
+        self.initial_code = architecture.initial_code
+        self.encoder = (
+            nn.Linear(architecture.initial_code_size, num_layers * hidden_size, bias=False)
+            if architecture.initial_code is not None
+            else None
+        )
+        self.rnn = _recurrent_layer(cell, input_size, hidden_size, num_layers, dropout, architecture.bias)
+        self.readout = nn.Linear(hidden_size, num_classes, bias=architecture.bias)
         for _, module, attr, _, _ in self._weight_matrices():
             weight = getattr(module, attr)
             module.register_buffer(attr + MASK_SUFFIX, torch.ones_like(weight, dtype=torch.bool))
@@ -69,11 +90,27 @@ class RecurrentClassifier(nn.Module):
         self._active: list[tuple[nn.Parameter, torch.Tensor]] = []
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs, _ = self.rnn(inputs)
+        initial = None
+        if self.encoder is not None:
+            code = self.initial_code(inputs[:, 0])  # type: ignore[misc]
+            inputs = inputs[:, 1:]
+            batch, layers, hidden = len(code), self.rnn.num_layers, self.rnn.hidden_size
+            initial = self.encoder(code).reshape(batch, layers, hidden).transpose(0, 1).contiguous()
+            if self.cell == "lstm":  # the code sets h0; the cell state starts at zero
+                initial = (initial, torch.zeros_like(initial))
+        if self.embedding is not None:
+            inputs = self.embedding(inputs)
+        outputs, _ = self.rnn(inputs, initial)
+        if self.architecture.readout == "all":
+            return self.readout(outputs)
         return self.readout(outputs[:, -1])
 
     def _weight_matrices(self) -> Iterable[tuple[str, nn.Module, str, int, WeightKind]]:
         """(full name, owning module, attribute, layer, kind) of every maskable matrix."""
+        if self.embedding is not None:
+            yield "embedding.weight", self.embedding, "weight", -1, "encoder"
+        if self.encoder is not None:
+            yield "encoder.weight", self.encoder, "weight", -1, "encoder"
         for layer in range(self.rnn.num_layers):
             for kind in ("ih", "hh"):
                 attr = f"weight_{kind}_l{layer}"
@@ -88,7 +125,7 @@ class RecurrentClassifier(nn.Module):
                 name=name,
                 layer=layer,
                 kind=kind,
-                gates=GATES[self.cell] if kind != "readout" else ("out",),
+                gates=GATES[self.cell] if kind in ("ih", "hh") else ("out",),
                 weight=getattr(module, attr),
                 mask=getattr(module, attr + MASK_SUFFIX),
             )

@@ -3,6 +3,8 @@
 A method answers one question (ShrinkBench's): *which weights stay?* It is a pure function
 from the prunable weights, their current masks and a target sparsity to new masks. It never
 trains, logs or saves; schedules, mask application and accounting are shared machinery.
+A method may also hand the trainer a regularizer (`RegularizerHook`), a penalty the shared
+loop adds to the loss; the mask function stays pure.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict
 
-WeightKind = Literal["ih", "hh", "readout"]
+from rnnprune.regularization import RegularizerHook
+
+WeightKind = Literal["ih", "hh", "readout", "encoder"]
 
 
 class MethodParams(BaseModel):
@@ -95,6 +99,11 @@ class PruningMethod:
     params: type[MethodParams]
     prune: PruneFunction
     description: str
+    # Methods that shape training itself (a penalty in every phase, dense included).
+    regularizer: RegularizerHook | None = None
+
+    def regularizes(self, params: MethodParams) -> bool:
+        return self.regularizer is not None and self.regularizer.active(params)
 
 
 def nested(new_masks: Mapping[str, torch.Tensor], weights: Sequence[PrunableWeight]) -> Masks:

@@ -70,6 +70,8 @@ class ExpanderParams(MethodParams):
 def _graph_name(weight: PrunableWeight, joint: bool) -> str:
     if weight.kind == "readout":
         return "G_out"
+    if weight.kind == "encoder":
+        return f"G_{weight.name.split('.')[0]}"
     return f"G_cat_l{weight.layer}" if joint else f"G_{weight.kind}_l{weight.layer}"
 
 
@@ -81,7 +83,7 @@ def _graph_matrices(
     for weight, mask in zip(members, masks, strict=True):
         count = mask.detach().to(torch.float64)
         magnitude = weight.weight.detach().abs().to(torch.float64) * count
-        if merge_gates and weight.kind != "readout":
+        if merge_gates and weight.kind in ("ih", "hh"):
             count, magnitude = (merge_gate_rows(m, len(weight.gates)) for m in (count, magnitude))
         counts.append(count)
         magnitudes.append(magnitude)

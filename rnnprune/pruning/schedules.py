@@ -1,4 +1,5 @@
-"""When to prune: one-shot, iterative (with optional rewind) and gradual (Zhu & Gupta).
+"""When to prune: one-shot, iterative (with optional rewind), gradual (Zhu & Gupta's cubic
+ramp) and linear (a ramp in equal steps at epoch starts, as Mackey et al. prune).
 
 Every schedule turns into a `PruningPlan`: the number of epochs of the pruning phase and
 the optimizer steps at which masks are recomputed, with the pool sparsity to reach there.
@@ -154,4 +155,32 @@ class GradualSchedule(_Schedule):
         return PruningPlan(self.prune_epochs + self.finetune_epochs, events)
 
 
-Schedule = Annotated[OneShotSchedule | IterativeSchedule | GradualSchedule, Field(discriminator="kind")]
+class LinearSchedule(_Schedule):
+    """Sparsity grows in equal steps, one pruning event at the start of each ramp epoch.
+
+    Event k (k = 1..prune_epochs) comes at the start of pruning-phase epoch k and prunes to
+    target·k/prune_epochs, so the last ramp epoch trains at the target; then fine-tuning.
+    After one dense epoch, `prune_epochs: E-1` is the moduli reference's schedule (amount
+    target·e/(E-1) at the start of epoch e of E).
+    """
+
+    kind: Literal["linear"] = "linear"
+    prune_epochs: int = Field(default=29, ge=1, description="Epochs over which sparsity ramps up.")
+    finetune_epochs: int = Field(default=0, ge=0, description="Epochs after the last event.")
+
+    def plan(self, target_sparsity: float, steps_per_epoch: int) -> PruningPlan:
+        events = tuple(
+            PruningEvent(
+                step=(k - 1) * steps_per_epoch,
+                target_sparsity=target_sparsity
+                if k == self.prune_epochs
+                else target_sparsity * k / self.prune_epochs,
+            )
+            for k in range(1, self.prune_epochs + 1)
+        )
+        return PruningPlan(self.prune_epochs + self.finetune_epochs, events)
+
+
+Schedule = Annotated[
+    OneShotSchedule | IterativeSchedule | GradualSchedule | LinearSchedule, Field(discriminator="kind")
+]

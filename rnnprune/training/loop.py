@@ -1,17 +1,22 @@
-"""The inner loop: optimizer steps with masks re-applied after each, and evaluation."""
+"""The inner loop: optimizer steps with masks re-applied after each, and evaluation.
+
+The loss is the task's objective plus, when the method regularises, its penalty; the loop
+knows neither which task nor which method it serves.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from rnnprune.data.base import Split
-from rnnprune.models.recurrent import RecurrentClassifier
+from rnnprune.models.recurrent import RecurrentNet
+from rnnprune.objectives import Objective
+from rnnprune.regularization import Regularizer
 
 
 @dataclass(frozen=True)
@@ -24,8 +29,13 @@ class OptimizerSettings:
     grad_clip: float | None
 
 
-def make_optimizer(model: nn.Module, settings: OptimizerSettings) -> torch.optim.Optimizer:
-    params = model.parameters()
+def make_optimizer(
+    model: nn.Module, settings: OptimizerSettings, regularizer: Regularizer | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer over the model's parameters and any learnable regularizer state."""
+    params: Iterable[nn.Parameter] = list(model.parameters())
+    if regularizer is not None:
+        params = [*params, *regularizer.parameters()]
     if settings.name == "adam":
         return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     if settings.name == "adamw":
@@ -44,44 +54,61 @@ def learning_rate(settings: OptimizerSettings, step: int, start: int, end: int) 
 
 
 def train_steps(
-    model: RecurrentClassifier,
+    model: RecurrentNet,
     optimizer: torch.optim.Optimizer,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     settings: OptimizerSettings,
     first_step: int,
     lr_at: Callable[[int], float],
+    objective: Objective,
     before_step: Callable[[int], None] | None = None,
-) -> tuple[float, int]:
-    """One pass over `batches`; returns (mean training loss, next step index).
+    regularizer: Regularizer | None = None,
+) -> tuple[dict[str, float], int]:
+    """One pass over `batches`; returns (mean training losses, next step index).
 
     `before_step(step)` runs before each optimizer step (pruning events hook in there).
+    The losses are `train_loss` (objective plus penalty, what was minimised) and, with a
+    regularizer, `train_task_loss` and `train_penalty` apart.
     """
     model.train()
-    total_loss, seen, step = 0.0, 0, first_step
+    task_total, penalty_total, seen, step = 0.0, 0.0, 0, first_step
     for inputs, targets in batches:
         if before_step is not None:
             before_step(step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
-        loss = F.cross_entropy(model(inputs), targets)
+        task_loss = objective.loss(model(inputs), targets)
+        loss = task_loss
+        if regularizer is not None:
+            penalty = regularizer.penalty(model)
+            loss = task_loss + penalty
+            penalty_total += penalty.item() * len(targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if settings.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         model.apply_masks(optimizer)
-        total_loss += loss.item() * len(targets)
+        if regularizer is not None:
+            regularizer.after_step()
+        task_total += task_loss.item() * len(targets)
         seen += len(targets)
         step += 1
-    return total_loss / max(seen, 1), step
+    seen = max(seen, 1)
+    losses = {"train_loss": (task_total + penalty_total) / seen}
+    if regularizer is not None:
+        losses.update(train_task_loss=task_total / seen, train_penalty=penalty_total / seen)
+    return losses, step
 
 
 @torch.no_grad()
-def evaluate(model: RecurrentClassifier, split: Split, batch_size: int = 1024) -> dict[str, float]:
+def evaluate(
+    model: RecurrentNet, split: Split, objective: Objective, batch_size: int = 1024
+) -> dict[str, float]:
+    """The objective's metrics over a whole split (`loss` and the task's quality metric)."""
     model.eval()
-    total_loss, correct = 0.0, 0
+    totals: dict[str, float] = {}
     for inputs, targets in split.batches(batch_size):
-        logits = model(inputs)
-        total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
-        correct += int((logits.argmax(dim=1) == targets).sum())
-    return {"loss": total_loss / len(split), "accuracy": correct / len(split)}
+        for key, value in objective.totals(model(inputs), targets).items():
+            totals[key] = totals.get(key, 0.0) + value
+    return objective.summarise(totals)
