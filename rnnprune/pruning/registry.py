@@ -6,10 +6,12 @@ from rnnprune.pruning.base import PruningMethod
 from rnnprune.pruning.expander import EXPANDER
 from rnnprune.pruning.lattice import LATTICE
 from rnnprune.pruning.magnitude import GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE
+from rnnprune.pruning.moduli import MODULI
 from rnnprune.pruning.random import RANDOM
 
 registered_methods: dict[str, PruningMethod] = {
-    method.name: method for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, EXPANDER, LATTICE)
+    method.name: method
+    for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, EXPANDER, LATTICE, MODULI)
 }
 
 
