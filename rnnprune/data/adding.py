@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from rnnprune.data.base import Architecture, Split, TaskData, TaskParams
-from rnnprune.data.navigation import ensure_fits_in_memory
+from rnnprune.data.base import Architecture, Split, TaskData, TaskParams, ensure_fits_in_memory
 from rnnprune.objectives import MeanSquaredError
 
 STREAMS = {"train": 0, "val": 1, "test": 2}

@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from rnnprune.errors import DataError
 from rnnprune.objectives import Classification, Objective
 
 DATA_DIR_ENV = "RNNPRUNE_DATA_DIR"
@@ -119,3 +120,17 @@ def carve_validation(
     num_val = round(fraction * len(targets))
     val, train = order[:num_val], order[num_val:]
     return Split(inputs[train], targets[train]), Split(inputs[val], targets[val])
+
+
+def ensure_fits_in_memory(needed_bytes: int, what: str, fix: str) -> None:
+    """Fail now if generated data cannot fit in memory, rather than after minutes of
+    generation (a worker killed for memory says nothing about why)."""
+    try:
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: nothing to compare with
+        return
+    if needed_bytes > available / 2:
+        raise DataError(
+            f"task.params: {what} need {needed_bytes / 2**30:.1f} GiB, more than half of this "
+            f"machine's {available / 2**30:.1f} GiB.\nFix: {fix}"
+        )

@@ -18,7 +18,6 @@ the place cells fixes the stream for all runs).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from rnnprune.data.base import Architecture, Split, TaskData, TaskParams
-from rnnprune.errors import DataError
+from rnnprune.data.base import Architecture, Split, TaskData, TaskParams, ensure_fits_in_memory
 
 TIME_STEP = 0.02  # seconds per step
 TURN_SD = 11.52  # rad/s: standard deviation of the random turning velocity
@@ -199,20 +197,6 @@ def _sizes(params: NavigationParams) -> dict[str, int]:
         "val": params.val_trajectories,
         "test": params.test_trajectories,
     }
-
-
-def ensure_fits_in_memory(needed_bytes: int, what: str, fix: str) -> None:
-    """Fail now if generated data cannot fit in memory, rather than after minutes of
-    generation (a worker killed for memory says nothing about why)."""
-    try:
-        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system: nothing to compare with
-        return
-    if needed_bytes > available / 2:
-        raise DataError(
-            f"task.params: {what} need {needed_bytes / 2**30:.1f} GiB, more than half of this "
-            f"machine's {available / 2**30:.1f} GiB.\nFix: {fix}"
-        )
 
 
 def check(params: NavigationParams, root: Path, download: bool) -> None:
