@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import torch
 from torch.nn import functional as F
@@ -20,6 +20,9 @@ from torch.nn import functional as F
 class Objective(Protocol):
     quality: str
     maximize: bool
+    # Every metric `summarise` returns: known before any data is loaded, so a sweep spec can
+    # be checked against what its trials will report.
+    metrics: ClassVar[tuple[str, ...]]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The mean loss of a batch (what the optimizer minimises, penalties aside)."""
@@ -40,6 +43,7 @@ class Classification:
 
     quality: str = "accuracy"
     maximize: bool = True
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
@@ -62,6 +66,7 @@ class MeanSquaredError:
 
     quality: str = "mse"
     maximize: bool = False
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "mse")
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(outputs.reshape(targets.shape), targets)
@@ -85,6 +90,7 @@ class LanguageModelling:
 
     quality: str = "perplexity"
     maximize: bool = False
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "perplexity", "accuracy")
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))

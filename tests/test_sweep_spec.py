@@ -97,3 +97,23 @@ search: {algorithm: optuna, num_samples: 6}
     loaded = load_spec(spec)
     assert len(loaded.variants) == 2  # one per method; the list became a categorical axis
     assert loaded.variants[0].sampled["pruning.target_sparsity"].choice == [0.5, 0.8, 0.9]
+
+
+def test_metric_defaults_follow_the_task_objective(tmp_path: Path) -> None:
+    (tmp_path / "trial.yaml").write_text((FIXTURES / "trial_adding.yaml").read_text())
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "name: adding\nbase: trial.yaml\nsearch: {algorithm: optuna, num_samples: 2}\n"
+        "methods: {moduli: {pruning.params.space: [torus, klein]}}\n"
+    )
+    loaded = load_spec(path)
+    assert (loaded.spec.scheduler.metric, loaded.spec.scheduler.mode) == ("val_mse", "min")
+    assert [(o.metric, o.mode) for o in loaded.spec.search.objectives or []] == [
+        ("val_mse", "min"),
+        ("sparsity", "max"),
+    ]
+    (tmp_path / "mnist").mkdir()
+    classification = _write_spec(
+        tmp_path / "mnist", "name: m\nbase: trial.yaml\nscheduler: {kind: asha}\nmethods: {random: {}}\n"
+    )
+    assert load_spec(classification).spec.scheduler.metric == "val_accuracy"

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -118,6 +119,7 @@ class PlaceCellDecoding:
     place_cells: PlaceCells
     quality: str = "error_cm"
     maximize: bool = False
+    metrics: ClassVar[tuple[str, ...]] = ("loss", "error_cm")
 
     def _cells(self, device: torch.device) -> PlaceCells:
         if self.place_cells.centres.device != device:

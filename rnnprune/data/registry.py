@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rnnprune.data import adding, cifar, language_model, mnist, navigation, speech_commands
 from rnnprune.data.base import TaskData, TaskParams
+from rnnprune.objectives import Classification, LanguageModelling, MeanSquaredError, Objective
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,11 @@ class Task:
     check: Callable[[TaskParams, Path, bool], None]
     load: Callable[[TaskParams, Path, bool], TaskData]
     description: str
+    objective: type[Objective] = Classification  # what `load` hands the trainer, known up front
+
+    def reported_metrics(self) -> tuple[str, ...]:
+        """The task's metrics as trials report them every epoch."""
+        return tuple(f"val_{name}" for name in self.objective.metrics)
 
 
 registered_tasks: dict[str, Task] = {
@@ -49,6 +55,7 @@ registered_tasks: dict[str, Task] = {
             navigation.check,  # type: ignore[arg-type]
             navigation.load,  # type: ignore[arg-type]
             "Path integration in a 2.2 m box: velocities in, place-cell logits out at every step.",
+            navigation.PlaceCellDecoding,
         ),
         Task(
             "adding",
@@ -56,6 +63,7 @@ registered_tasks: dict[str, Task] = {
             adding.check,  # type: ignore[arg-type]
             adding.load,  # type: ignore[arg-type]
             "The adding problem: sum the two marked values of a sequence (MSE; baseline 1/6).",
+            MeanSquaredError,
         ),
         Task(
             "word_lm",
@@ -63,6 +71,7 @@ registered_tasks: dict[str, Task] = {
             language_model.check,  # type: ignore[arg-type]
             language_model.load,  # type: ignore[arg-type]
             "Word-level language model on PTB or WikiText-2 files (perplexity).",
+            LanguageModelling,
         ),
     )
 }

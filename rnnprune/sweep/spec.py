@@ -34,12 +34,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rnnprune.config import TrialConfig, read_yaml, validate_config, with_values
+from rnnprune.data import registry as task_registry
 from rnnprune.errors import ConfigError
+from rnnprune.pareto import OBJECTIVES as PARETO_OBJECTIVES
 from rnnprune.pruning import registry as method_registry
 
 EPOCH_METRICS = (
-    "val_accuracy",
-    "val_loss",
     "train_loss",
     "sparsity",
     "sparsity_total",
@@ -47,7 +47,8 @@ EPOCH_METRICS = (
     "theoretical_speedup",
     "nonzero_params",
 )
-"""Metrics every trial reports each epoch (what schedulers and searchers may optimise)."""
+"""Metrics every trial reports each epoch, whatever its task; the task adds its own
+(`val_<metric>` of its objective: `val_loss`, `val_accuracy`, `val_error_cm`, ...)."""
 
 
 class _Strict(BaseModel):
@@ -97,13 +98,6 @@ class Objective(_Strict):
     metric: str = Field(description="A metric every trial reports each epoch.")
     mode: Literal["max", "min"]
 
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, metric: str) -> str:
-        if metric not in EPOCH_METRICS:
-            raise ValueError(f"unknown metric {metric!r}; trials report {', '.join(EPOCH_METRICS)}")
-        return metric
-
 
 class Search(_Strict):
     algorithm: Literal["grid", "random", "optuna"] = Field(
@@ -113,28 +107,21 @@ class Search(_Strict):
     num_samples: int = Field(
         default=1, ge=1, description="Repeats of the grid (grid/random); trials (optuna)."
     )
-    objectives: list[Objective] = Field(
-        default_factory=lambda: [
-            Objective(metric="val_accuracy", mode="max"),
-            Objective(metric="sparsity", mode="max"),
-        ],
+    objectives: list[Objective] | None = Field(
+        default=None,
         min_length=1,
-        description="Optuna objectives (several = multi-objective).",
+        description="Optuna objectives (several = multi-objective); default: the task's "
+        "validation quality metric and sparsity.",
     )
     seed: int | None = Field(default=None, description="Seed of the search algorithm.")
 
 
 class Scheduler(_Strict):
     kind: Literal["fifo", "asha"] = Field(default="fifo", description="asha stops trials early.")
-    metric: str = "val_accuracy"
-    mode: Literal["max", "min"] = "max"
+    metric: str | None = Field(default=None, description="Default: the task's validation quality metric.")
+    mode: Literal["max", "min"] | None = Field(default=None, description="Default: the metric's direction.")
     grace_period: int = Field(default=1, ge=1, description="Epochs before a trial can be stopped.")
     reduction_factor: float = Field(default=2.0, gt=1.0)
-
-    @field_validator("metric")
-    @classmethod
-    def _known(cls, metric: str) -> str:
-        return Objective._known(metric)
 
 
 class Resources(_Strict):
@@ -180,7 +167,7 @@ class SweepSpec(_Strict):
         if (
             self.search.algorithm == "optuna"
             and self.scheduler.kind == "asha"
-            and len(self.search.objectives) > 1
+            and len(self.search.objectives or [None, None]) > 1
         ):
             raise ValueError(
                 "scheduler: asha ranks one metric and cannot be combined with multi-objective "
@@ -366,9 +353,50 @@ def load_spec(path: Path) -> LoadedSpec:
         raise ConfigError(
             f"{error}\n  (base trial config of sweep spec {path}{_where(lines, ('base',))})"
         ) from None
+    spec = _with_task_metrics(spec, validate_config(base).task.name, path, lines)
     variants = expand(spec)
     _check_variants(base, spec, variants, source=str(path))
     return LoadedSpec(spec, path, text, base, variants)
+
+
+def _with_task_metrics(
+    spec: SweepSpec, task_name: str, path: Path, lines: Mapping[tuple[str, ...], int]
+) -> SweepSpec:
+    """The spec with metric defaults taken from the task's objective, and every metric checked
+    against what the task's trials report (the task is known only once the base is read)."""
+    task = task_registry.get(task_name)
+    quality = Objective(
+        metric=f"val_{task.objective.quality}", mode="max" if task.objective.maximize else "min"
+    )
+    reported = dict.fromkeys((quality.metric, *task.reported_metrics(), *EPOCH_METRICS))
+
+    def problem(loc: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(f"invalid sweep spec:\n  {path}{_where(lines, loc)}: {'.'.join(loc)}: {message}")
+
+    objectives = spec.search.objectives or [quality, Objective(metric="sparsity", mode="max")]
+    metric = spec.scheduler.metric or quality.metric
+    named = [(("scheduler", "metric"), metric)] + [
+        (("search", "objectives", str(i), "metric"), o.metric) for i, o in enumerate(objectives)
+    ]
+    for loc, name in named:
+        if name not in reported:
+            raise problem(
+                loc, f"unknown metric {name!r}; trials of task {task_name!r} report {', '.join(reported)}"
+            )
+    mode = spec.scheduler.mode
+    if mode is None:
+        if metric == quality.metric:
+            mode = quality.mode
+        elif metric in PARETO_OBJECTIVES:
+            mode = "max" if PARETO_OBJECTIVES[metric].maximize else "min"
+        else:
+            raise problem(
+                ("scheduler", "mode"), f"say whether {metric!r} is better large or small: max or min"
+            )
+    scheduler = spec.scheduler.model_copy(update={"metric": metric, "mode": mode})
+    return spec.model_copy(
+        update={"scheduler": scheduler, "search": spec.search.model_copy(update={"objectives": objectives})}
+    )
 
 
 def iter_trials(loaded: LoadedSpec) -> Iterator[tuple[Variant, dict[str, str]]]:
