@@ -113,7 +113,7 @@ def markdown(summary: dict, command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("experiment", choices=["navigation", "adding", "ptb_lm"])
+    parser.add_argument("experiment", choices=["navigation", "navigation_paper", "adding", "ptb_lm"])
     parser.add_argument("--seeds", type=int, nargs="+")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "moduli")

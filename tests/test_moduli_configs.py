@@ -19,7 +19,7 @@ def test_base_trials_validate(name: str) -> None:
     assert config.pruning.method == "moduli" and config.regularizes
 
 
-@pytest.mark.parametrize("experiment", ["navigation", "adding", "ptb_lm"])
+@pytest.mark.parametrize("experiment", ["navigation", "navigation_paper", "adding", "ptb_lm"])
 def test_every_condition_expands_to_a_valid_trial(experiment: str) -> None:
     trials = trial_configs(experiment, None, [])
     names = {validate_config(raw).name() for _, _, raw in trials}

@@ -14,6 +14,7 @@ import torch
 
 from rnnprune.config import validate_config
 from rnnprune.data import adding, language_model, navigation
+from rnnprune.data import registry as task_registry
 from rnnprune.data.base import DATA_DIR_ENV, Split
 from rnnprune.data.navigation import (
     SPEED_SCALE,
@@ -305,3 +306,8 @@ def test_each_task_runs_a_whole_trial(tmp_path: Path, task: dict[str, Any], qual
     metrics = run_trial(validate_config(tiny_trial(tmp_path, task)), tmp_path / "out").metrics
     assert math.isfinite(metrics[f"test_{quality}"]) and math.isfinite(metrics[f"val_{quality}"])
     assert metrics["sparsity"] == pytest.approx(0.5, abs=1e-2)
+    # The objective the registry declares (what sweep specs are checked against) is the one
+    # the loaded task trains with.
+    declared = task_registry.get(task["name"]).objective
+    assert metrics["quality_metric"] == declared.quality
+    assert {f"val_{name}" for name in declared.metrics} <= set(metrics["history"][-1])
