@@ -26,7 +26,14 @@ from rnnprune.pareto import publish
 from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.scheduler import PerLevelASHA
 from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
-from rnnprune.sweep.trainable import SweepContext, sampled_key, sweep_trial
+from rnnprune.sweep.trainable import (
+    WORKER_LOG_MODELS_ENV,
+    WORKER_SETUP_HOOK,
+    WORKER_TRACKING_URI_ENV,
+    SweepContext,
+    sampled_key,
+    sweep_trial,
+)
 from rnnprune.tracking import (
     check_tracking,
     child_runs,
@@ -253,10 +260,13 @@ def run_sweep(
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    env[WORKER_TRACKING_URI_ENV] = uri
+    env[WORKER_LOG_MODELS_ENV] = "1" if spec.tracking.log_models else "0"
     ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
-        runtime_env={"env_vars": env} if env else None,
+        # Each worker pays MLflow's start-up once, before its first trial (worker_setup).
+        runtime_env={"env_vars": env, "worker_process_setup_hook": WORKER_SETUP_HOOK},
         include_dashboard=False if address is None else None,
         ignore_reinit_error=True,
         log_to_driver=False,

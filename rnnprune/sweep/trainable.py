@@ -7,6 +7,7 @@ run. The runner itself knows nothing of Ray or MLflow.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -18,7 +19,7 @@ from typing import Any
 from ray import tune
 
 from rnnprune.sweep.spec import LoadedSpec
-from rnnprune.tracking import TrialRun
+from rnnprune.tracking import TrialRun, warm_up
 from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult, load_model, run_trial
 
 # Fault injection for the retry tests: the first trial to reach this epoch kills its own
@@ -26,6 +27,13 @@ from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult
 # worst moment), once, marked by the file below.
 FAULT_EPOCH_ENV = "RNNPRUNE_FAULT_KILL_AT_EPOCH"
 FAULT_MARKER_ENV = "RNNPRUNE_FAULT_MARKER"
+
+# What `worker_setup` warms, set by the sweep driver for its Ray workers.
+WORKER_TRACKING_URI_ENV = "RNNPRUNE_WORKER_TRACKING_URI"
+WORKER_LOG_MODELS_ENV = "RNNPRUNE_WORKER_LOG_MODELS"
+WORKER_SETUP_HOOK = "rnnprune.sweep.trainable.worker_setup"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,20 @@ def _maybe_inject_fault(epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def worker_setup() -> None:
+    """Ray's `worker_process_setup_hook` for sweep workers: MLflow's per-process start-up
+    (about 2 s) is paid when the worker starts, once, rather than inside its first trial.
+    With `reuse_actors` a worker then runs trial after trial at the warm cost.
+
+    Best effort: a hook that raises would stop the worker from starting, and a trial that
+    meets the same problem reports it with its own error.
+    """
+    try:
+        warm_up(os.environ.get(WORKER_TRACKING_URI_ENV), os.environ.get(WORKER_LOG_MODELS_ENV) == "1")
+    except Exception:  # a failing hook would stop the worker starting
+        logger.warning("warming MLflow up in the sweep worker failed", exc_info=True)
+
+
 def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
     variant = context.spec.variants[tune_config["variant"]]
     sampled = {path: tune_config["sampled"][sampled_key(variant.method, path)] for path in variant.sampled}
@@ -91,13 +113,15 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
     )
 
     def finish_run(result: TrialResult, epoch: int) -> dict[str, float]:
+        # The model before the final metrics: MLflow 3's log_model reads the history of every
+        # metric the run has so far (to link them to the model), one query per metric name.
+        if context.log_models and not run.has_outputs():
+            _, model, example = load_model(output / MODEL)
+            run.log_trial_outputs(output, result.metrics, model, example)
         finals = scalar_metrics(result.metrics)
         last_epoch = result.history[-1] if result.history else {}
         # The last epoch's own metrics are already logged at this step; add only the rest.
         run.log_metrics({k: v for k, v in finals.items() if k not in last_epoch}, step=epoch, force=True)
-        if context.log_models and not run.has_outputs():
-            _, model, example = load_model(output / MODEL)
-            run.log_trial_outputs(output, result.metrics, model, example)
         run.finish("FINISHED")
         return finals
 
