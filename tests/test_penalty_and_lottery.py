@@ -12,6 +12,7 @@ from pydantic import Field
 from torch import nn
 
 from rnnprune.config import validate_config
+from rnnprune.errors import ConfigError
 from rnnprune.pruning import registry as method_registry
 from rnnprune.pruning.base import MethodParams, PruningMethod
 from rnnprune.pruning.magnitude import prune_global_magnitude
@@ -173,3 +174,12 @@ def test_lottery_resumes_mid_ticket_with_the_same_result(
     for key in ("test_accuracy", "val_loss", "sparse_test_accuracy", "sparsity"):
         assert resumed[key] == straight[key]
     assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in straight["history"]]
+
+
+def test_a_scope_naming_weights_the_task_lacks_fails_before_training(
+    trial_dict: dict[str, Any], tmp_path: Path
+) -> None:
+    trial_dict["pruning"]["scope"] = ["hh", "encoder"]  # sequential MNIST has no encoder
+    with pytest.raises(ConfigError, match=r"pruning.scope: task 'seq_mnist' has no encoder weights"):
+        run_trial(validate_config(trial_dict), tmp_path / "out")
+    assert not (tmp_path / "cache").exists()  # nothing was trained

@@ -99,11 +99,23 @@ def run_trial(
 
     device = resolve_device(config.device)
     data = load_task_data(config).to(device)
+    _check_scope(config, data)
     dense = dense_model(config, data, device, on_dense_epoch)
     trial = _PruningPhase(config, data, dense, device)
     if checkpoint is not None:
         trial.restore(checkpoint)
     return trial.run(output_dir, callback)
+
+
+def _check_scope(config: TrialConfig, data: TaskData) -> None:
+    """Fail before training if the scope names weights this task's network does not have."""
+    kinds = {w.kind for w in build_model(config, data).prunable_weights(("encoder", "ih", "hh", "readout"))}
+    missing = [kind for kind in config.pruning.scope if kind not in kinds]
+    if missing:
+        raise ConfigError(
+            f"pruning.scope: task {config.task.name!r} has no {', '.join(missing)} weights "
+            f"(its network has {', '.join(sorted(kinds))}); remove {', '.join(missing)} from the scope"
+        )
 
 
 def load_model(path: Path) -> tuple[TrialConfig, RecurrentNet, torch.Tensor]:
