@@ -1,4 +1,4 @@
-"""`rnnprune` command line: train one trial, list methods."""
+"""`rnnprune` command line: train one trial, run a sweep, fronts and picks, list methods and tasks."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import BaseModel
 from tqdm import tqdm
 
 from rnnprune.config import TrialConfig, load_config
+from rnnprune.data import registry as task_registry
 from rnnprune.errors import RnnpruneError
 from rnnprune.pruning import registry as method_registry
 from rnnprune.training.runner import EpochReport, run_trial
@@ -166,12 +168,25 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_params(params: type[BaseModel]) -> None:
+    for field_name, field in params.model_fields.items():
+        annotation = getattr(field.annotation, "__name__", str(field.annotation))
+        print(f"    {field_name} ({annotation}, default {field.default!r}): {field.description or ''}")
+
+
 def _methods(args: argparse.Namespace) -> int:
     for name, method in sorted(method_registry.registered_methods.items()):
         print(f"{name}: {method.description}")
-        for field_name, field in method.params.model_fields.items():
-            annotation = getattr(field.annotation, "__name__", str(field.annotation))
-            print(f"    {field_name} ({annotation}, default {field.default!r}): {field.description or ''}")
+        _print_params(method.params)
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    for name, task in sorted(task_registry.registered_tasks.items()):
+        objective = task.objective
+        direction = "higher" if objective.maximize else "lower"
+        print(f"{name}: {task.description} Quality: {objective.quality} ({direction} is better).")
+        _print_params(task.params)
     return 0
 
 
@@ -242,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     methods = commands.add_parser("methods", help="list registered pruning methods and parameters")
     methods.set_defaults(handler=_methods)
+    tasks = commands.add_parser("tasks", help="list registered tasks, their quality metric and parameters")
+    tasks.set_defaults(handler=_tasks)
     return parser
 
 
