@@ -105,7 +105,7 @@ def _pareto(args: argparse.Namespace) -> int:
 
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     output = Path(args.output) if args.output else Path("runs") / "pareto" / args.name
-    objectives = tuple(args.objectives.split(","))
+    objectives = tuple(args.objectives.split(",")) if args.objectives else None
     published = publish(uri, args.name, output, objectives, ui_url=args.ui_url)
     print(format_front(published.analysis))
     print(
@@ -229,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--tracking-uri", help=tracking_help)
     pareto.add_argument(
         "--objectives",
-        default="test_accuracy,sparsity",
-        help="two or three comma-separated metrics (test_accuracy, val_accuracy, sparsity, nonzero_params, "
-        "theoretical_speedup, compression_ratio, test_loss); default test_accuracy,sparsity",
+        help="two or three comma-separated metrics (test_accuracy, val_accuracy, test_error_cm, test_mse, "
+        "test_perplexity, sparsity, nonzero_params, theoretical_speedup, compression_ratio, test_loss); "
+        "default: the task's test quality metric and sparsity (test_accuracy,sparsity for classifiers)",
     )
     pareto.add_argument("--output", help="local folder for the dashboard (default: runs/pareto/NAME)")
     pareto.add_argument("--ui-url", help="MLflow UI base for run links (default: the server, or mlflow ui's)")
@@ -240,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     pick = commands.add_parser("pick", help="register the Pareto-optimal model that meets a constraint")
     pick.add_argument("name", help="MLflow experiment name (or one sweep's name)")
     bound = pick.add_mutually_exclusive_group(required=True)
-    bound.add_argument("--min-accuracy", type=float, help="highest sparsity with at least this accuracy")
+    bound.add_argument(
+        "--min-accuracy",
+        type=float,
+        help="highest sparsity with at least this accuracy (with a lower-is-better "
+        "--accuracy-metric such as test_error_cm: at most this value)",
+    )
     bound.add_argument("--min-sparsity", type=float, help="highest accuracy with at least this sparsity")
     bound.add_argument("--max-params", type=float, help="highest accuracy within this many non-zero params")
     pick.add_argument("--accuracy-metric", default="test_accuracy", help="default: test_accuracy")

@@ -338,12 +338,20 @@ class Constraint:
             return "sparsity", self.accuracy_metric
         return "nonzero_params", self.accuracy_metric
 
+    @property
+    def _upper_bound(self) -> bool:
+        """Whether the bound is a ceiling: a parameter budget, or the quality bound of a metric
+        where lower is better (at most 10 cm of error, at most this perplexity)."""
+        if self.kind == "max_params":
+            return True
+        return self.kind == "min_accuracy" and not OBJECTIVES[self.accuracy_metric].maximize
+
     def met_by(self, value: float) -> bool:
-        return value <= self.bound if self.kind == "max_params" else value >= self.bound
+        return value <= self.bound if self._upper_bound else value >= self.bound
 
     def shortfall(self, value: float) -> float:
         """How far a value misses the bound, relative to the bound (0 when met)."""
-        missing = value - self.bound if self.kind == "max_params" else self.bound - value
+        missing = value - self.bound if self._upper_bound else self.bound - value
         return max(missing, 0.0) / max(abs(self.bound), 1e-12)
 
     def alias(self) -> str:
@@ -442,11 +450,20 @@ def task_of(runs: Sequence[TrialRun]) -> str | None:
     return tasks.pop() if len(tasks) == 1 else None
 
 
+def default_objectives(task: str | None) -> tuple[str, str]:
+    """The task's test quality metric and sparsity (test accuracy when runs mix tasks)."""
+    from rnnprune.data import registry as task_registry
+
+    if task in task_registry.registered_tasks:
+        return f"test_{task_registry.get(task).objective.quality}", "sparsity"  # type: ignore[arg-type]
+    return DEFAULT_OBJECTIVES
+
+
 def publish(
     tracking_uri: str,
     name: str,
     output_dir: Path,
-    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
+    objectives: Sequence[str] | None = None,
     ui_url: str | None = None,
 ) -> Published:
     """`rnnprune pareto`: tag every run with its front membership, and log hypervolumes and the
@@ -458,6 +475,7 @@ def publish(
     from rnnprune.tracking import log_to_parent, run_url, set_run_tags, ui_base
 
     kind, parents, runs = read_runs(tracking_uri, name)
+    objectives = objectives or default_objectives(task_of(runs))
     analysis = analyse(runs, objectives, task_of(runs))
     client = MlflowClient(tracking_uri)
     set_run_tags(client, run_tags(analysis, f"{kind}:{name}"))

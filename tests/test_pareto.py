@@ -13,6 +13,7 @@ from rnnprune.pareto import (
     TrialRun,
     aggregate_seeds,
     analyse,
+    default_objectives,
     hypervolume_2d,
     non_dominated,
     pareto_ranks,
@@ -233,3 +234,22 @@ def test_aliases_are_registry_safe() -> None:
     assert Constraint("min_accuracy", 0.97).alias() == "pick-acc0_97"
     assert Constraint("max_params", 20000).alias() == "pick-params20000"
     assert Constraint("max_params", 2e6).alias() == "pick-params2e06"
+
+
+def test_pick_bounds_a_lower_is_better_quality_from_above() -> None:
+    # Navigation: decoded error in cm, lower is better; "at least this good" is "at most".
+    runs = [
+        make_run(f"n{s}", "moduli", s, 0, 0.0, s, test_error_cm=error)
+        for s, error in ((0.5, 8.0), (0.8, 9.5), (0.9, 12.0), (0.95, 40.0))
+    ]
+    chosen = pick(runs, Constraint("min_accuracy", 10.0, "test_error_cm"))
+    assert chosen.run is not None and chosen.run.run_id == "n0.8"  # sparsest within 10 cm
+    missed = pick(runs, Constraint("min_accuracy", 5.0, "test_error_cm"))
+    assert missed.run is None and missed.closest[0].mean["test_error_cm"] == 8.0
+
+
+def test_default_objectives_follow_the_task() -> None:
+    assert default_objectives("navigation") == ("test_error_cm", "sparsity")
+    assert default_objectives("adding") == ("test_mse", "sparsity")
+    assert default_objectives("seq_mnist") == ("test_accuracy", "sparsity")
+    assert default_objectives(None) == ("test_accuracy", "sparsity")  # runs of several tasks
