@@ -212,7 +212,7 @@ class TrialRun:
         else:
             all_tags = {"mlflow.parentRunId": parent_run_id, "ray_trial_id": trial_id, **tags}
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
-        history = self.client.get_metric_history(self.run_id, "val_accuracy")
+        history = self.client.get_metric_history(self.run_id, "epoch")  # every task logs it each epoch
         self.last_step = max((m.step for m in history), default=0)
         batch = [Param(key, str(value)[:6000]) for key, value in flatten(params).items()]
         for chunk in _chunks(batch, MAX_PARAMS_PER_BATCH):

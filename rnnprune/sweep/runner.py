@@ -312,9 +312,12 @@ def run_sweep(
 
 
 def summary_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
+    """One row per trial with its task's quality metric (`accuracy`, `error_cm`, `mse`...)."""
     rows = []
     for run in child_runs(client, experiment_id, parent_run_id):
         metrics, tags = run.data.metrics, run.data.tags
+        task = task_registry.registered_tasks.get(tags.get("task", ""))
+        quality = task.objective.quality if task is not None else "accuracy"
         rows.append(
             {
                 "run": run.info.run_name,
@@ -324,8 +327,9 @@ def summary_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -
                 "target": float(tags.get("target_sparsity", "nan")),
                 "seed": tags.get("seed"),
                 "sparsity": metrics.get("sparsity"),
-                "val_accuracy": metrics.get("val_accuracy"),
-                "test_accuracy": metrics.get("test_accuracy"),
+                "quality": quality,
+                "val": metrics.get(f"val_{quality}"),
+                "test": metrics.get(f"test_{quality}"),
                 "dense_cache_hit": metrics.get("dense_cache_hit"),
             }
         )
@@ -336,12 +340,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     def cell(value: Any, digits: int = 4) -> str:
         return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
-    header = f"{'method':<22}{'target':>8}{'seed':>6}{'sparsity':>10}{'val_acc':>9}{'test_acc':>10}  status"
+    quality = rows[0]["quality"] if rows else "accuracy"
+    val, test = f"val_{quality}"[:10], f"test_{quality}"[:11]
+    header = f"{'method':<22}{'target':>8}{'seed':>6}{'sparsity':>10}{val:>11}{test:>12}  status"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['method'] or '?':<22}{cell(r['target'], 2):>8}{r['seed'] or '-':>6}"
-            f"{cell(r['sparsity']):>10}{cell(r['val_accuracy']):>9}{cell(r['test_accuracy']):>10}"
+            f"{cell(r['sparsity']):>10}{cell(r['val']):>11}{cell(r['test']):>12}"
             f"  {r['status']}"
         )
     return "\n".join(lines)
