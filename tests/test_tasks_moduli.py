@@ -26,6 +26,7 @@ from rnnprune.data.navigation import (
     wall_turn,
 )
 from rnnprune.errors import DataError
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.objectives import MeanSquaredError
 from rnnprune.training.runner import run_trial
 
@@ -311,3 +312,16 @@ def test_each_task_runs_a_whole_trial(tmp_path: Path, task: dict[str, Any], qual
     declared = task_registry.get(task["name"]).objective
     assert metrics["quality_metric"] == declared.quality
     assert {f"val_{name}" for name in declared.metrics} <= set(metrics["history"][-1])
+
+
+def test_language_model_starts_from_the_word_language_model_initialisation(tmp_path: Path) -> None:
+    text = "".join(f"a b {word} c\n" for word in ("x", "y", "z") * 20)
+    root = write_corpus(
+        tmp_path / "data", {"ptb.train.txt": text, "ptb.valid.txt": text, "ptb.test.txt": text}
+    )
+    params = language_model.WordLmParams(bptt=4, embedding_size=6)
+    data = language_model.load(params, root, download=False)
+    model = RecurrentNet("rnn_tanh", 6, 5, 1, data.num_classes, architecture=data.architecture)
+    for weight in (model.embedding.weight, model.readout.weight):  # type: ignore[union-attr]
+        assert weight.abs().max() <= 0.1 and weight.std() > 0.03  # U(±0.1), not N(0, 1)
+    assert not model.readout.bias.any()

@@ -65,7 +65,8 @@ class Architecture:
     side input: h0 = encoder(initial_code(inputs[:, 0])) with a bias-free linear encoder of
     `initial_code_size` inputs, and the sequence proper is inputs[:, 1:] (path integration
     starts from a known position). `readout: all` reads every step (language models, path
-    integration).
+    integration). `init_range` starts the embedding and readout weights uniform in
+    ±init_range with a zero readout bias (the word-language-model example's initialisation).
     """
 
     readout: Literal["last", "all"] = "last"
@@ -73,6 +74,7 @@ class Architecture:
     initial_code: nn.Module | None = None
     initial_code_size: int = 0
     bias: bool = True
+    init_range: float | None = None
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ class WordLmParams(TaskParams):
     )
     bptt: int = Field(default=35, ge=1, description="Tokens per example (backpropagation length).")
     embedding_size: int = Field(default=650, ge=1, description="Word-embedding dimensions (RNN input).")
+    init_range: float | None = Field(
+        default=0.1,
+        gt=0.0,
+        description="Embedding and decoder weights start uniform in ±init_range, decoder bias at 0, as in "
+        "PyTorch's word_language_model example that the reference builds on (None: PyTorch's defaults, "
+        "N(0, 1) embeddings, which dwarf the recurrent weights under global magnitude pruning).",
+    )
     max_train_tokens: int | None = Field(
         default=None, ge=2, description="Train on the first N training tokens only (quick runs)."
     )
@@ -159,5 +166,5 @@ def load(params: WordLmParams, root: Path, download: bool) -> TaskData:
         input_size=params.embedding_size,
         num_classes=len(vocabulary),
         objective=LanguageModelling(),
-        architecture=Architecture(readout="all", vocab_size=len(vocabulary)),
+        architecture=Architecture(readout="all", vocab_size=len(vocabulary), init_range=params.init_range),
     )

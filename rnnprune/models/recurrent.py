@@ -83,11 +83,21 @@ class RecurrentNet(nn.Module):
         )
         self.rnn = _recurrent_layer(cell, input_size, hidden_size, num_layers, dropout, architecture.bias)
         self.readout = nn.Linear(hidden_size, num_classes, bias=architecture.bias)
+        if architecture.init_range is not None:
+            self._init_uniform(architecture.init_range)
         for _, module, attr, _, _ in self._weight_matrices():
             weight = getattr(module, attr)
             module.register_buffer(attr + MASK_SUFFIX, torch.ones_like(weight, dtype=torch.bool))
         # Only masks with zeros are applied after each step; all-ones masks cost nothing.
         self._active: list[tuple[nn.Parameter, torch.Tensor]] = []
+
+    @torch.no_grad()
+    def _init_uniform(self, init_range: float) -> None:
+        for module in (self.embedding, self.readout):
+            if module is not None:
+                module.weight.uniform_(-init_range, init_range)
+        if self.readout.bias is not None:
+            self.readout.bias.zero_()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         initial = None
