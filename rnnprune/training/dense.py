@@ -3,9 +3,9 @@
 Entries are named by the hash of everything that defines the dense phase (task, model,
 training hyperparameters, seed, and the method's regularizer when it has one) and guarded
 by a file lock, so concurrent trials that need the same dense model wait for the one that
-trains it instead of training it again. An entry
-keeps the weights after every epoch (epoch 0 = initialisation) for lottery-ticket rewinding,
-and resumes from its last epoch if the process training it dies.
+trains it instead of training it again. An entry keeps the weights after every epoch
+(epoch 0 = initialisation) for lottery-ticket rewinding, and resumes from its last epoch if
+the process training it dies.
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ class _PruningPhase:
         # The same draw as the dense phase: the penalty keeps its structure across phases.
         self.regularizer: Regularizer | None = build_regularizer(config, self.model)
         if self.regularizer is not None and dense.regularizer_state is not None:
-            self.regularizer.load_state_dict(dense.regularizer_state, strict=False)
+            self.regularizer.load_state_dict(dense.regularizer_state)
         self.method = method_registry.get(config.pruning.method)
         self.pool_names = [w.name for w in self.model.prunable_weights(config.pruning.scope)]
         self.steps_per_epoch = -(-len(data.train) // config.training.batch_size)
