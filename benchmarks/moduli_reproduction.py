@@ -4,7 +4,8 @@ model, each condition of sweeps/moduli/reproduction.yaml over its seeds, at CPU 
 Trials run through `run_trial`, `--workers` at a time (one thread each), seed-major so that an
 interrupted run still has whole seeds; a finished trial is read back, not rerun. After every
 trial the outputs are rewritten: benchmarks/results/moduli_<experiment>.json and
-docs/results/moduli_<experiment>.md (mean ± population std over seeds, as the paper's tables).
+docs/results/moduli_<experiment>.md (mean ± population std over seeds, as the paper's tables);
+`--variant NAME` suffixes both names, for a run with `--set` overrides of the base trial.
 
     RNNPRUNE_DATA_DIR=../shared/data python -m benchmarks.moduli_reproduction navigation \
         [--seeds 0 1 2] [--workers 2] [--output runs/moduli] [--report-only]
@@ -119,6 +120,9 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "moduli")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="override the base")
     parser.add_argument("--report-only", action="store_true", help="read finished trials, run nothing")
+    parser.add_argument(
+        "--variant", help="suffix of the result files, for a run with --set overrides (e.g. default_init)"
+    )
     args = parser.parse_args()
 
     trials = trial_configs(args.experiment, args.seeds, args.overrides)
@@ -126,7 +130,9 @@ def main() -> None:
         [args.experiment]
         + (["--seeds", *map(str, args.seeds)] if args.seeds else [])
         + [f"--set {o}" for o in args.overrides]
+        + ([f"--variant {args.variant}"] if args.variant else [])
     )
+    name = f"moduli_{args.experiment}" + (f"_{args.variant}" if args.variant else "")
     results: list[dict | None] = [None] * len(trials)
     jobs = [(raw, str(args.output / args.experiment), args.report_only) for _, _, raw in trials]
     # spawn: a forked worker would inherit the parent's torch thread pool state.
@@ -138,9 +144,9 @@ def main() -> None:
                 quality = metrics["quality_metric"]
                 print(f"{condition} seed {seed}: test {quality} {metrics[f'test_{quality}']:.4f}", flush=True)
             summary = summarise(args.experiment, trials, results)
-            write_result(f"moduli_{args.experiment}", {"command": command, **summary})
+            write_result(name, {"command": command, **summary})
             DOCS.mkdir(parents=True, exist_ok=True)
-            (DOCS / f"moduli_{args.experiment}.md").write_text(markdown(summary, command))
+            (DOCS / f"{name}.md").write_text(markdown(summary, command))
 
 
 def _indexed(item: tuple[int, tuple[dict, str, bool]]) -> tuple[int, dict[str, Any] | None]:
