@@ -103,8 +103,13 @@ class TrainingConfig(_Group):
     lr: float = Field(default=1e-3, gt=0.0, description="Peak learning rate.")
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     weight_decay: float = Field(default=0.0, ge=0.0, description="Weight decay.")
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        default="cosine", description="Per phase (and per iterative round)."
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        default="cosine",
+        description="Per phase (and per iterative round); plateau: multiply the lr by plateau_factor "
+        "after every epoch whose validation loss is not the phase's best (the word-language-model recipe).",
+    )
+    plateau_factor: float = Field(
+        default=0.25, gt=0.0, lt=1.0, description="lr multiplier of lr_schedule: plateau."
     )
     grad_clip: float | None = Field(default=1.0, gt=0.0, description="Max gradient norm (None: off).")
 

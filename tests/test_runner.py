@@ -101,9 +101,11 @@ class _Interrupt(Exception):
     pass
 
 
+@pytest.mark.parametrize("lr_schedule", ["cosine", "plateau"])
 def test_resume_after_interruption_gives_the_same_final_metrics(
-    trial_dict: dict[str, Any], tmp_path: Path
+    trial_dict: dict[str, Any], tmp_path: Path, lr_schedule: str
 ) -> None:
+    trial_dict["training"]["lr_schedule"] = lr_schedule
     trial_dict["pruning"]["schedule"] = {
         "kind": "gradual",
         "prune_epochs": 2,

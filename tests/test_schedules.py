@@ -8,6 +8,7 @@ from rnnprune.pruning.schedules import (
     OneShotSchedule,
     cubic_sparsity,
 )
+from rnnprune.training.loop import OptimizerSettings, Plateau, learning_rate
 
 
 @pytest.mark.parametrize("initial, final", [(0.0, 0.9), (0.2, 0.95), (0.5, 0.5)])
@@ -70,3 +71,20 @@ def test_learning_rate_cycles_restart_with_each_round() -> None:
     assert plan.segment_bounds(29, 30) == (20, 30)
     gradual = GradualSchedule(prune_epochs=2, frequency_steps=3, finetune_epochs=1).plan(0.5, 10)
     assert gradual.segment_bounds(25, 30) == (0, 30)
+
+
+def test_plateau_quarters_the_lr_after_each_epoch_that_does_not_beat_the_best() -> None:
+    settings = OptimizerSettings("sgd", 20.0, 0.0, 0.0, "plateau", None, plateau_factor=0.25)
+    plateau = Plateau(settings.plateau_factor)
+    scales = []
+    for val_loss in (5.0, 4.0, 4.5, 4.2, 3.9, 3.9):
+        plateau.update(settings, val_loss)
+        scales.append(plateau.scale)
+    assert scales == [1.0, 1.0, 0.25, 0.0625, 0.0625, 0.015625]
+    assert plateau.best == 3.9
+    assert learning_rate(settings, step=7, start=0, end=10) == 20.0  # the phase applies the scale
+    cosine = OptimizerSettings("sgd", 20.0, 0.0, 0.0, "cosine", None)
+    untouched = Plateau(0.25)
+    untouched.update(cosine, 9.0)
+    untouched.update(cosine, 10.0)
+    assert untouched.scale == 1.0  # other schedules never anneal on plateaus

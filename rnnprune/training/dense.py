@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +27,7 @@ from rnnprune.pruning import registry as method_registry
 from rnnprune.regularization import Regularizer
 from rnnprune.training.loop import (
     OptimizerSettings,
+    Plateau,
     evaluate,
     learning_rate,
     make_optimizer,
@@ -76,7 +77,9 @@ def build_regularizer(
 
 def optimizer_settings(config: TrialConfig, lr: float | None = None) -> OptimizerSettings:
     t = config.training
-    return OptimizerSettings(t.optimizer, lr or t.lr, t.momentum, t.weight_decay, t.lr_schedule, t.grad_clip)
+    return OptimizerSettings(
+        t.optimizer, lr or t.lr, t.momentum, t.weight_decay, t.lr_schedule, t.grad_clip, t.plateau_factor
+    )
 
 
 REGULARIZER_STATE = "regularizer.pt"
@@ -151,7 +154,7 @@ def _train_dense(
     epochs = config.training.epochs
     steps_per_epoch = -(-len(data.train) // config.training.batch_size)
     progress_path = entry / "progress.pt"
-    first_epoch, seconds = 1, 0.0
+    first_epoch, seconds, plateau = 1, 0.0, Plateau(settings.plateau_factor)
     if progress_path.is_file():  # resume a dense run whose process died
         progress = torch.load(progress_path, weights_only=False, map_location=device)
         model.load_state_dict(progress["model"])
@@ -159,6 +162,7 @@ def _train_dense(
             regularizer.load_state_dict(progress["regularizer"])
         optimizer.load_state_dict(progress["optimizer"])
         first_epoch, seconds = progress["epoch"] + 1, progress["seconds"]
+        plateau = Plateau(**progress["plateau"])
     else:
         atomic_torch_save(model.state_dict(), entry / "epoch_0.pt")
 
@@ -173,11 +177,12 @@ def _train_dense(
             batches,
             settings,
             (epoch - 1) * steps_per_epoch,
-            lambda step: learning_rate(settings, step, 0, total_steps),
+            lambda step: plateau.scale * learning_rate(settings, step, 0, total_steps),
             data.objective,
             regularizer=regularizer,
         )
         val = evaluate(model, data.val, data.objective)
+        plateau.update(settings, val["loss"])
         seconds += time.perf_counter() - started
         atomic_torch_save(model.state_dict(), entry / f"epoch_{epoch}.pt")
         atomic_torch_save(
@@ -187,6 +192,7 @@ def _train_dense(
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch,
                 "seconds": seconds,
+                "plateau": asdict(plateau),
             },
             progress_path,
         )

@@ -27,6 +27,28 @@ class OptimizerSettings:
     weight_decay: float
     lr_schedule: str
     grad_clip: float | None
+    plateau_factor: float = 0.25
+
+
+@dataclass
+class Plateau:
+    """Reduce-on-plateau state of one phase: the lr multiplier and the best validation loss.
+
+    With `lr_schedule: plateau`, every epoch whose validation loss does not beat the phase's
+    best multiplies the lr by `factor` (PyTorch's word-language-model example quarters it).
+    """
+
+    factor: float
+    scale: float = 1.0
+    best: float = math.inf
+
+    def update(self, settings: OptimizerSettings, val_loss: float) -> None:
+        if settings.lr_schedule != "plateau":
+            return
+        if val_loss < self.best:
+            self.best = val_loss
+        else:
+            self.scale *= self.factor
 
 
 def make_optimizer(
@@ -46,8 +68,9 @@ def make_optimizer(
 
 
 def learning_rate(settings: OptimizerSettings, step: int, start: int, end: int) -> float:
-    """Learning rate at `step` of a cycle [start, end): constant or cosine to zero."""
-    if settings.lr_schedule == "constant" or end <= start:
+    """Learning rate at `step` of a cycle [start, end): constant or cosine to zero (plateau's
+    multiplier is applied by the phase that tracks it)."""
+    if settings.lr_schedule in ("constant", "plateau") or end <= start:
         return settings.lr
     progress = (step - start) / (end - start)
     return 0.5 * settings.lr * (1.0 + math.cos(math.pi * progress))

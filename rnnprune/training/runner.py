@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from rnnprune.training.dense import (
 )
 from rnnprune.training.loop import (
     OptimizerSettings,
+    Plateau,
     evaluate,
     learning_rate,
     make_optimizer,
@@ -190,6 +191,7 @@ class _PruningPhase:
         self.history: list[dict[str, float]] = []
         self.diagnostics: dict[str, float] = {}  # of the latest pruning event
         self.sparse_metrics: dict[str, float] = {}  # the trained sparse model, before the ticket
+        self.plateau = Plateau(self.settings.plateau_factor)
 
     @property
     def epochs(self) -> int:
@@ -215,6 +217,7 @@ class _PruningPhase:
         self.epoch, self.next_event = state["epoch"], state["next_event"]
         self.seconds, self.history = state["seconds"], state["history"]
         self.diagnostics, self.sparse_metrics = state["diagnostics"], state["sparse_metrics"]
+        self.plateau = Plateau(**state["plateau"])
 
     def _prune_until(self, step: int) -> None:
         """Apply every pruning event scheduled at or before `step` that has not run yet."""
@@ -256,13 +259,14 @@ class _PruningPhase:
         self.regularizer = build_regularizer(self.config, self.model, draw="lottery-regularizer")
         self.settings = optimizer_settings(self.config)
         self.optimizer = make_optimizer(self.model, self.settings, self.regularizer)
+        self.plateau = Plateau(self.settings.plateau_factor)  # the ticket's own phase
 
     def _lr_at(self, step: int) -> float:
         if self.in_lottery:
             end = self.epochs * self.steps_per_epoch
-            return learning_rate(self.settings, step, self.total_steps, end)
+            return self.plateau.scale * learning_rate(self.settings, step, self.total_steps, end)
         start, end = self.plan.segment_bounds(step, self.total_steps)
-        return learning_rate(self.settings, step, start, end)
+        return self.plateau.scale * learning_rate(self.settings, step, start, end)
 
     def run(self, output_dir: Path, callback: TrialCallback | None) -> TrialResult:
         """Train the remaining epochs; the last one finishes the trial before it is reported."""
@@ -289,6 +293,7 @@ class _PruningPhase:
             if epoch == self.plan.epochs:
                 self._prune_until(self.total_steps)  # events past the last step (no fine-tuning)
             val = evaluate(self.model, self.data.val, self.objective)
+            self.plateau.update(self.settings, val["loss"])
             self.seconds += time.perf_counter() - started
             metrics = {
                 "epoch": float(epoch),
@@ -312,6 +317,7 @@ class _PruningPhase:
                     "history": self.history,
                     "diagnostics": self.diagnostics,
                     "sparse_metrics": self.sparse_metrics,
+                    "plateau": asdict(self.plateau),
                 },
                 path,
             )
