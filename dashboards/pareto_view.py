@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from rnnprune.dashboard import write_dashboard
-from rnnprune.pareto import read_runs
+from rnnprune.pareto import default_objectives, read_runs, task_of
 from rnnprune.tracking import resolve_tracking_uri, run_url, ui_base
 
 
@@ -23,7 +23,10 @@ def main() -> None:
     parser.add_argument("name", help="sweep name or MLflow experiment name")
     parser.add_argument("--tracking-uri", help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here")
     parser.add_argument("--output", type=Path, default=Path("runs/pareto_view"))
-    parser.add_argument("--accuracy", default="test_accuracy")
+    parser.add_argument(
+        "--accuracy",
+        help="quality metric on the y axis (default: the task's, e.g. test_error_cm for navigation)",
+    )
     parser.add_argument("--ui-url", help="MLflow UI base for run links")
     args = parser.parse_args()
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
@@ -31,7 +34,7 @@ def main() -> None:
     base = args.ui_url or ui_base(uri)
     files = write_dashboard(
         runs,
-        args.accuracy,
+        args.accuracy or default_objectives(task_of(runs))[0],
         lambda r: run_url(base, r.experiment_id, r.run_id),
         f"Pareto view: {kind} {args.name}",
         args.output,
