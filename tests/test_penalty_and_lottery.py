@@ -12,12 +12,15 @@ from pydantic import Field
 from torch import nn
 
 from rnnprune.config import validate_config
+from rnnprune.data.base import Architecture, Split
 from rnnprune.errors import ConfigError
+from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.pruning import registry as method_registry
 from rnnprune.pruning.base import MethodParams, PruningMethod
 from rnnprune.pruning.magnitude import prune_global_magnitude
 from rnnprune.pruning.schedules import LinearSchedule
 from rnnprune.regularization import Regularizer, RegularizerHook
+from rnnprune.training.loop import EVAL_OUTPUTS, eval_batch_size
 from rnnprune.training.runner import EpochReport, run_trial
 
 
@@ -183,3 +186,14 @@ def test_a_scope_naming_weights_the_task_lacks_fails_before_training(
     with pytest.raises(ConfigError, match=r"pruning.scope: task 'seq_mnist' has no encoder weights"):
         run_trial(validate_config(trial_dict), tmp_path / "out")
     assert not (tmp_path / "cache").exists()  # nothing was trained
+
+
+def test_evaluation_batches_bound_the_outputs_held_at_once() -> None:
+    classifier = RecurrentNet("lstm", 4, 8, 1, 10)
+    tokens = Split(torch.zeros(5, 35, dtype=torch.long), torch.zeros(5, 35, dtype=torch.long))
+    assert eval_batch_size(classifier, Split(torch.zeros(5, 28, 4), torch.zeros(5))) == 1024
+    language_model = RecurrentNet(
+        "rnn_tanh", 4, 8, 1, 33278, architecture=Architecture("all", vocab_size=33278)
+    )
+    batch = eval_batch_size(language_model, tokens)
+    assert batch * 35 * 33278 <= EVAL_OUTPUTS < (batch + 1) * 35 * 33278
