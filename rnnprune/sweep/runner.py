@@ -342,12 +342,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
     quality = rows[0]["quality"] if rows else "accuracy"
     val, test = f"val_{quality}", f"test_{quality}"
-    header = f"{'method':<22}{'target':>8}{'seed':>6}{'sparsity':>10}{val:>15}{test:>15}  status"
+    width = len(test) + 2
+    header = f"{'method':<22}{'target':>8}{'seed':>6}{'sparsity':>10}{val:>{width}}{test:>{width}}  status"
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['method'] or '?':<22}{cell(r['target'], 2):>8}{r['seed'] or '-':>6}"
-            f"{cell(r['sparsity']):>10}{cell(r['val']):>15}{cell(r['test']):>15}"
+            f"{cell(r['sparsity']):>10}{cell(r['val']):>{width}}{cell(r['test']):>{width}}"
             f"  {r['status']}"
         )
     return "\n".join(lines)
