@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from rnnprune.data.base import Architecture, Split, TaskData, TaskParams, ensure_fits_in_memory
+from rnnprune.data.base import Architecture, Split, Task, TaskData, TaskParams, ensure_fits_in_memory
 from rnnprune.objectives import MeanSquaredError
 
 STREAMS = {"train": 0, "val": 1, "test": 2}
@@ -80,3 +80,13 @@ def load(params: AddingParams, root: Path, download: bool) -> TaskData:
         objective=MeanSquaredError(),
         architecture=Architecture(readout="last"),
     )
+
+
+TASK = Task(
+    name="adding",
+    params=AddingParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="The adding problem: sum the two marked values of a sequence (MSE; baseline 1/6).",
+    objective=MeanSquaredError,
+)

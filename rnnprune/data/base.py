@@ -4,7 +4,7 @@ stack, and the objective that scores it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -136,3 +136,20 @@ def ensure_fits_in_memory(needed_bytes: int, what: str, fix: str) -> None:
             f"task.params: {what} need {needed_bytes / 2**30:.1f} GiB, more than half of this "
             f"machine's {available / 2**30:.1f} GiB.\nFix: {fix}"
         )
+
+
+@dataclass(frozen=True)
+class Task:
+    """A registered task: its typed parameters, how to check and load its data, and the
+    objective `load` hands the trainer (known up front, before any data is read)."""
+
+    name: str
+    params: type[TaskParams]
+    check: Callable[[TaskParams, Path, bool], None]
+    load: Callable[[TaskParams, Path, bool], TaskData]
+    description: str
+    objective: type[Objective] = Classification
+
+    def reported_metrics(self) -> tuple[str, ...]:
+        """The task's metrics as trials report them every epoch."""
+        return tuple(f"val_{name}" for name in self.objective.metrics)

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 from torchvision.datasets import CIFAR10
 
-from rnnprune.data.base import DATA_DIR_ENV, TaskData, TaskParams, carve_validation
+from rnnprune.data.base import DATA_DIR_ENV, Task, TaskData, TaskParams, carve_validation
 from rnnprune.errors import DataError
 
 FOLDER = "cifar-10-batches-py"
@@ -111,3 +111,12 @@ def load(params: SeqCifarParams, root: Path, download: bool) -> TaskData:
         as_sequences(test_images, params.variant, stats), torch.tensor(test_set.targets), 0.0, 0
     )[0]
     return TaskData(train, val, test, input_size=INPUT_SIZE[params.variant], num_classes=10)
+
+
+TASK = Task(
+    name="seq_cifar10",
+    params=SeqCifarParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="CIFAR-10 read row by row (32 x 96 RGB, or gray rows / pixels), 10 classes.",
+)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from rnnprune.data.base import DATA_DIR_ENV, Architecture, Split, TaskData, TaskParams
+from rnnprune.data.base import DATA_DIR_ENV, Architecture, Split, Task, TaskData, TaskParams
 from rnnprune.errors import DataError
 from rnnprune.objectives import LanguageModelling
 
@@ -168,3 +168,13 @@ def load(params: WordLmParams, root: Path, download: bool) -> TaskData:
         objective=LanguageModelling(),
         architecture=Architecture(readout="all", vocab_size=len(vocabulary), init_range=params.init_range),
     )
+
+
+TASK = Task(
+    name="word_lm",
+    params=WordLmParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="Word-level language model on PTB or WikiText-2 files (perplexity).",
+    objective=LanguageModelling,
+)

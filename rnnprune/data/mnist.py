@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 from torchvision.datasets import MNIST
 
-from rnnprune.data.base import DATA_DIR_ENV, TaskData, TaskParams, carve_validation
+from rnnprune.data.base import DATA_DIR_ENV, Task, TaskData, TaskParams, carve_validation
 from rnnprune.errors import DataError
 
 MEAN, STD = 0.1307, 0.3081
@@ -95,3 +95,12 @@ def load(params: SeqMnistParams, root: Path, download: bool) -> TaskData:
     )
     test = carve_validation(_as_sequences(test_set.data, params), test_set.targets, 0.0, 0)[0]
     return TaskData(train, val, test, input_size=28 if params.variant == "row" else 1, num_classes=10)
+
+
+TASK = Task(
+    name="seq_mnist",
+    params=SeqMnistParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="Sequential MNIST (row-wise, pixel-wise or permuted), 10 classes.",
+)

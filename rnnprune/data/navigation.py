@@ -28,7 +28,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from rnnprune.data.base import Architecture, Split, TaskData, TaskParams, ensure_fits_in_memory
+from rnnprune.data.base import Architecture, Split, Task, TaskData, TaskParams, ensure_fits_in_memory
 
 TIME_STEP = 0.02  # seconds per step
 TURN_SD = 11.52  # rad/s: standard deviation of the random turning velocity
@@ -242,3 +242,13 @@ def load(params: NavigationParams, root: Path, download: bool) -> TaskData:
             readout="all", initial_code=place_cells(), initial_code_size=params.place_cells, bias=False
         ),
     )
+
+
+TASK = Task(
+    name="navigation",
+    params=NavigationParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="Path integration in a 2.2 m box: velocities in, place-cell logits out at every step.",
+    objective=PlaceCellDecoding,
+)

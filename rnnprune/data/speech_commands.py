@@ -20,7 +20,7 @@ from pydantic import Field
 from torchaudio.datasets import SPEECHCOMMANDS
 from torchaudio.transforms import MFCC
 
-from rnnprune.data.base import DATA_DIR_ENV, Split, TaskData, TaskParams
+from rnnprune.data.base import DATA_DIR_ENV, Split, Task, TaskData, TaskParams
 from rnnprune.errors import DataError
 
 SAMPLE_RATE = 16_000
@@ -176,3 +176,12 @@ def load(params: SpeechCommandsParams, root: Path, download: bool) -> TaskData:
     normalised = {name: Split((s.inputs - mean) / std, s.targets) for name, s in splits.items()}
     num_classes = len(words) if params.labels == "all" else len(KEYWORDS) + 1
     return TaskData(normalised["train"], normalised["val"], normalised["test"], params.n_mfcc, num_classes)
+
+
+TASK = Task(
+    name="speech_commands",
+    params=SpeechCommandsParams,
+    check=check,  # type: ignore[arg-type]
+    load=load,  # type: ignore[arg-type]
+    description="Google Speech Commands v0.02 as MFCC sequences (101 x 40), optional noise at an SNR.",
+)

@@ -1,23 +1,29 @@
-"""Method names -> implementations. Adding a method is one module plus one line here."""
+"""Method names -> methods. Adding a method is one module plus one line here.
+
+Entries are `module:attribute` references imported on first use (see `rnnprune.registry`).
+"""
 
 from __future__ import annotations
 
 from rnnprune.pruning.base import PruningMethod
-from rnnprune.pruning.expander import EXPANDER
-from rnnprune.pruning.lattice import LATTICE
-from rnnprune.pruning.magnitude import GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE
-from rnnprune.pruning.moduli import MODULI
-from rnnprune.pruning.random import RANDOM
+from rnnprune.registry import Registry
 
-registered_methods: dict[str, PruningMethod] = {
-    method.name: method
-    for method in (GLOBAL_MAGNITUDE, LAYERWISE_MAGNITUDE, RANDOM, EXPANDER, LATTICE, MODULI)
-}
+registered_methods: Registry[PruningMethod] = Registry(
+    "pruning method",
+    {
+        "global_magnitude": "rnnprune.pruning.magnitude:GLOBAL_MAGNITUDE",
+        "layerwise_magnitude": "rnnprune.pruning.magnitude:LAYERWISE_MAGNITUDE",
+        "random": "rnnprune.pruning.random:RANDOM",
+        "expander": "rnnprune.pruning.expander:EXPANDER",
+        "lattice": "rnnprune.pruning.lattice:LATTICE",
+        "moduli": "rnnprune.pruning.moduli:MODULI",
+    },
+)
 
 
 def get(name: str) -> PruningMethod:
-    try:
-        return registered_methods[name]
-    except KeyError:
-        known = ", ".join(sorted(registered_methods))
-        raise KeyError(f"unknown pruning method {name!r}; registered methods: {known}") from None
+    return registered_methods.lookup(name)
+
+
+def names() -> list[str]:
+    return registered_methods.names()
