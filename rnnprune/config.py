@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,8 +22,12 @@ from rnnprune.data.base import TaskParams
 from rnnprune.errors import ConfigError
 from rnnprune.models.recurrent import Cell
 from rnnprune.pruning import registry as method_registry
-from rnnprune.pruning.base import MethodParams, WeightKind
+from rnnprune.pruning.base import MethodParams
 from rnnprune.pruning.schedules import GradualSchedule, Schedule
+from rnnprune.registry import Registry, UnknownName
+from rnnprune.weights import WeightKind
+
+T = TypeVar("T")
 
 
 class _Group(BaseModel):
@@ -58,10 +62,14 @@ def _validate_params(params_type: type[BaseModel], raw: Any) -> BaseModel:
         raise _LocatedError(errors) from None
 
 
-def _registered(kind: str, field: str, name: Any, registry: Mapping[str, Any], hint: str = "") -> None:
-    if name not in registry:
-        known = ", ".join(sorted(registry))
-        raise _LocatedError([((field,), f"unknown {kind} {name!r}; registered: {known}{hint}")])
+def _lookup(field: str, name: Any, registry: Registry[T], hint: str = "") -> T:
+    """The registered (or `module:attribute`) implementation of `name`, as a located error if none."""
+    if not isinstance(name, str):
+        raise _LocatedError([((field,), f"give a name as text (got {name!r})")])
+    try:
+        return registry.lookup(name)
+    except UnknownName as error:
+        raise _LocatedError([((field,), f"{error}{hint}")]) from None
 
 
 class TaskConfig(_Group):
@@ -77,8 +85,8 @@ class TaskConfig(_Group):
     def _typed_params(cls, raw: Any) -> Any:
         if isinstance(raw, Mapping):
             name = raw.get("name", "seq_mnist")
-            _registered("task", "name", name, task_registry.registered_tasks)
-            params = _validate_params(task_registry.get(name).params, raw.get("params"))
+            task = _lookup("name", name, task_registry.registered_tasks)
+            params = _validate_params(task.params, raw.get("params"))
             return {**raw, "params": params}
         return raw
 
@@ -139,14 +147,13 @@ class PruningConfig(_Group):
     def _typed_params(cls, raw: Any) -> Any:
         if isinstance(raw, Mapping):
             name = raw.get("method", "global_magnitude")
-            _registered(
-                "pruning method",
+            method = _lookup(
                 "method",
                 name,
                 method_registry.registered_methods,
                 " (`rnnprune methods` lists them with their parameters)",
             )
-            params = _validate_params(method_registry.get(name).params, raw.get("params"))
+            params = _validate_params(method.params, raw.get("params"))
             return {**raw, "params": params}
         return raw
 

@@ -217,7 +217,7 @@ def test_centralities_match_networkx() -> None:
         {"threshold": "row_quantile"},
         {"threshold": "mean"},
         {"threshold": "absolute", "tau": 0.2},
-        {"mode": "continuous", "normalisation": "row", "epsilon": 0.3},
+        {"mode": "continuous", "normalization": "row", "epsilon": 0.3},
         {"order": "reachability"},
         {"unroll_steps": 3},
         {"lattice": "macneille"},

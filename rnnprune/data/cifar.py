@@ -9,14 +9,16 @@ them. Variants (expander.md §2.2.10): `row_rgb` (32 × 96, normalised per chann
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field
-from torchvision.datasets import CIFAR10
 
 from rnnprune.data.base import DATA_DIR_ENV, Task, TaskData, TaskParams, carve_validation
 from rnnprune.errors import DataError
+
+if TYPE_CHECKING:
+    from torchvision.datasets import CIFAR10
 
 FOLDER = "cifar-10-batches-py"
 BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
@@ -41,20 +43,6 @@ class SeqCifarParams(TaskParams):
     )
 
 
-class _CifarFiles(CIFAR10):
-    """torchvision's reader with its md5 checks reduced to presence checks.
-
-    It hashes all 170 MB on every load, and rejects the small synthetic folders the tests
-    write in the real layout; `download()` still checks the archive's md5 before extracting.
-    """
-
-    def _check_integrity(self) -> bool:
-        return all((Path(self.root) / FOLDER / name).is_file() for name in BATCHES)
-
-    def _load_meta(self) -> None:  # class names are not needed, only label indices
-        self.classes = []
-
-
 def _missing_message(root: Path, reason: str) -> str:
     expected = "\n".join(f"  {root / FOLDER / name}" for name in BATCHES)
     return (
@@ -65,11 +53,31 @@ def _missing_message(root: Path, reason: str) -> str:
     )
 
 
+def _cifar_files() -> type[CIFAR10]:
+    """torchvision's CIFAR-10 reader, imported when data is read (not when a config is)."""
+    from torchvision.datasets import CIFAR10
+
+    class _CifarFiles(CIFAR10):
+        """torchvision's reader with its md5 checks reduced to presence checks.
+
+        It hashes all 170 MB on every load, and rejects the small synthetic folders the tests
+        write in the real layout; `download()` still checks the archive's md5 before extracting.
+        """
+
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / FOLDER / name).is_file() for name in BATCHES)
+
+        def _load_meta(self) -> None:  # class names are not needed, only label indices
+            self.classes = []
+
+    return _CifarFiles
+
+
 def _read(root: Path, train: bool, download: bool) -> CIFAR10:
     if not download and not all((root / FOLDER / name).is_file() for name in BATCHES):
         raise DataError(_missing_message(root, "files missing and task.download is false"))
     try:
-        return _CifarFiles(root=str(root), train=train, download=download)
+        return _cifar_files()(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as error:
         raise DataError(_missing_message(root, str(error).splitlines()[0])) from error
 

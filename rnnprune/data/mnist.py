@@ -7,14 +7,16 @@ uncompressed IDX files); with internet and `download: true` torchvision fetches 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from pydantic import Field
-from torchvision.datasets import MNIST
 
 from rnnprune.data.base import DATA_DIR_ENV, Task, TaskData, TaskParams, carve_validation
 from rnnprune.errors import DataError
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 MEAN, STD = 0.1307, 0.3081
 RAW_FILES = (
@@ -59,6 +61,8 @@ def _read(root: Path, train: bool, download: bool) -> MNIST:
     if not download and not all((root / "MNIST" / "raw" / name).is_file() for name in RAW_FILES):
         raise DataError(_missing_message(root, "files missing and task.download is false"))
     try:
+        from torchvision.datasets import MNIST  # loaded when data is read, not when a config is
+
         return MNIST(root=str(root), train=train, download=download)
     except (RuntimeError, OSError) as error:  # offline downloads and unreadable files
         raise DataError(_missing_message(root, str(error).splitlines()[0])) from error

@@ -11,6 +11,7 @@ from rnnprune.registry import Registry
 
 registered_tasks: Registry[Task] = Registry(
     "task",
+    Task,
     {
         "seq_mnist": "rnnprune.data.mnist:TASK",
         "speech_commands": "rnnprune.data.speech_commands:TASK",

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import wave
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from pydantic import Field
-from torchaudio.datasets import SPEECHCOMMANDS
-from torchaudio.transforms import MFCC
 
 from rnnprune.data.base import DATA_DIR_ENV, Split, Task, TaskData, TaskParams
 from rnnprune.errors import DataError
+
+if TYPE_CHECKING:
+    from torchaudio.datasets import SPEECHCOMMANDS
 
 SAMPLE_RATE = 16_000
 ARCHIVE = Path("SpeechCommands") / "speech_commands_v0.02"
@@ -70,6 +71,8 @@ def _dataset(root: Path, subset: str, download: bool) -> SPEECHCOMMANDS:
     if not download and not all(path.is_file() for path in lists):
         raise DataError(_missing_message(root, "file lists missing and task.download is false"))
     try:
+        from torchaudio.datasets import SPEECHCOMMANDS  # loaded when data is read
+
         return SPEECHCOMMANDS(str(root), download=download, subset=subset)
     except (RuntimeError, OSError) as error:
         raise DataError(_missing_message(root, str(error).splitlines()[0])) from error
@@ -145,6 +148,8 @@ def load(params: SpeechCommandsParams, root: Path, download: bool) -> TaskData:
     if not words:
         raise DataError(_missing_message(root, "no training clips found"))
     label_of = _label_index(params, words)
+    from torchaudio.transforms import MFCC
+
     mfcc = MFCC(
         sample_rate=SAMPLE_RATE,
         n_mfcc=params.n_mfcc,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rnnprune.data.base import Architecture
-from rnnprune.pruning.base import PrunableWeight, WeightKind
+from rnnprune.weights import PrunableWeight, WeightKind
 
 Cell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
 

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
 from rnnprune.regularization import RegularizerHook
+from rnnprune.weights import PrunableWeight, WeightKind
 
-WeightKind = Literal["ih", "hh", "readout", "encoder"]
+# PrunableWeight and WeightKind live in the leaf `rnnprune.weights`; methods import them from here.
+__all__ = [
+    "Masks",
+    "MethodParams",
+    "NoParams",
+    "PrunableWeight",
+    "PruningMethod",
+    "PruningResult",
+    "WeightKind",
+]
 
 
 class MethodParams(BaseModel):
@@ -29,27 +38,6 @@ class MethodParams(BaseModel):
 
 class NoParams(MethodParams):
     """For methods without parameters."""
-
-
-@dataclass(frozen=True)
-class PrunableWeight:
-    """One prunable weight matrix with the structure a method may need.
-
-    `gates` names the row blocks of a recurrent matrix in PyTorch's layout (LSTM: i, f, g, o;
-    GRU: r, z, n; Elman RNN: a single block), so structural methods can aggregate gate rows
-    per hidden unit. `weight` and `mask` are the live tensors: methods must not modify them.
-    """
-
-    name: str
-    layer: int
-    kind: WeightKind
-    gates: tuple[str, ...]
-    weight: torch.Tensor
-    mask: torch.Tensor
-
-    @property
-    def numel(self) -> int:
-        return self.weight.numel()
 
 
 Masks = dict[str, torch.Tensor]

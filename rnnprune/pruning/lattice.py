@@ -26,7 +26,7 @@ What comes from where:
   (table row in brackets): which weights make the graph [1] (`extra_nodes`, plus the
   trial's `pruning.scope`: the method only sees, and only prunes, pool tensors), gate
   aggregation [2] (`aggregation`), binary threshold [4] (`threshold`, `quantile`, `tau`),
-  continuous normalisation and support [5] (`normalisation`, `epsilon`), the order [6]
+  continuous normalisation and support [5] (`normalization`, `epsilon`), the order [6]
   (`order`, `unroll_steps`), the lattice [7] (`lattice`), duplicate extents [8]
   (`duplicates`), centrality [9] (`centrality`), the keep rule [10] (`keep_rule`, `rho`,
   `score_keep`), what a non-kept neuron loses [11] (`remove`), multilayer context [15]
@@ -52,12 +52,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from rnnprune.aliases import rename_deprecated
 from rnnprune.pruning.base import Masks, MethodParams, PrunableWeight, PruningMethod, PruningResult
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
@@ -94,7 +95,7 @@ class LatticeParams(MethodParams):
         "target sparsity and corrected so that the pool reaches it.",
     )
     tau: float | None = Field(default=None, ge=0.0, description="Absolute threshold (threshold=absolute).")
-    normalisation: Literal["max", "row"] = Field(
+    normalization: Literal["max", "row"] = Field(
         default="max",
         description="Continuous adjacency: strength / max strength, or / max of each target's row.",
     )
@@ -157,6 +158,11 @@ class LatticeParams(MethodParams):
         default="per_layer",
         description="One context (lattice, threshold, centrality) per layer, or one over all layers.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_spellings(cls, raw: Any) -> Any:
+        return rename_deprecated(raw, {"normalisation": "normalization"}, "pruning.params")
 
     @model_validator(mode="after")
     def _tau_for_absolute(self) -> LatticeParams:
@@ -443,7 +449,7 @@ def _adjacency(
     """(weighted adjacency, support, threshold) of one context."""
     strength, present = context.strength, context.present
     if params.mode == "continuous":
-        if params.normalisation == "max":
+        if params.normalization == "max":
             scale = strength[:, present].max().clamp_min(1e-30)
         else:
             scale = strength.amax(dim=-2, keepdim=True).clamp_min(1e-30)

@@ -19,16 +19,18 @@ Controls of the paper and the specification, as parameter settings:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 from torch import Generator
 
-from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.moduli import GEOMETRIC_SPACES, Inhibitor, ModuliRegularizer, Space
 from rnnprune.pruning.base import MethodParams, PruningMethod
 from rnnprune.pruning.magnitude import prune_global_magnitude
 from rnnprune.regularization import RegularizerHook
+
+if TYPE_CHECKING:  # methods read weights, never build models
+    from rnnprune.models.recurrent import RecurrentNet
 
 
 class ModuliParams(MethodParams):

@@ -10,6 +10,7 @@ from rnnprune.registry import Registry
 
 registered_methods: Registry[PruningMethod] = Registry(
     "pruning method",
+    PruningMethod,
     {
         "global_magnitude": "rnnprune.pruning.magnitude:GLOBAL_MAGNITUDE",
         "layerwise_magnitude": "rnnprune.pruning.magnitude:LAYERWISE_MAGNITUDE",
