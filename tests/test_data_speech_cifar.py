@@ -1,5 +1,4 @@
-"""Speech Commands and sequential CIFAR-10 loaders on tiny synthetic folders in the real layouts,
-and the noise-robustness evaluation."""
+"""Speech Commands and sequential CIFAR-10 loaders on tiny synthetic folders in the real layouts."""
 
 from __future__ import annotations
 
@@ -14,11 +13,8 @@ import torch
 
 from rnnprune.data import cifar, speech_commands
 from rnnprune.data import registry as task_registry
-from rnnprune.data.base import Split
 from rnnprune.data.speech_commands import ARCHIVE, SpeechCommandsParams, add_noise
 from rnnprune.errors import DataError
-from rnnprune.models.recurrent import RecurrentNet
-from rnnprune.robustness import noise_robustness
 
 WORDS = {"yes": 440.0, "no": 880.0, "cat": 1320.0}
 
@@ -145,16 +141,3 @@ def test_missing_cifar_names_the_option(tmp_path: Path) -> None:
 
 def test_tasks_are_registered() -> None:
     assert {"speech_commands", "seq_cifar10"} <= set(task_registry.registered_tasks)
-
-
-def test_noise_robustness_is_seeded_and_clean_at_level_zero() -> None:
-    torch.manual_seed(0)
-    model = RecurrentNet("lstm", input_size=3, hidden_size=4, num_layers=1, num_classes=2)
-    inputs = torch.randn(64, 5, 3)
-    split = Split(inputs, (inputs[:, -1, 0] > 0).long())
-    first = noise_robustness(model, split, levels=(0.0, 0.5, 5.0))
-    assert first == noise_robustness(model, split, levels=(0.0, 0.5, 5.0))
-    logits = model.eval()(inputs)
-    clean = float((logits.argmax(dim=1) == split.targets).float().mean())
-    assert first["robustness.noise_0.accuracy"] == pytest.approx(clean)
-    assert set(first) == {f"robustness.noise_{x}.accuracy" for x in ("0", "0.5", "5")}

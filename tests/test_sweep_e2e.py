@@ -14,11 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import faults
 import pytest
 from conftest import write_spec
 from mlflow import MlflowClient
 
 from rnnprune.errors import RnnpruneError
+from rnnprune.sweep import runner as sweep_runner
 from rnnprune.sweep.runner import run_sweep
 from rnnprune.tracking import TrackingError, check_tracking
 
@@ -34,8 +36,12 @@ def _children(client: MlflowClient, parent_run_id: str) -> list:
 
 def test_four_trial_sweep_with_a_killed_worker(sweep_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     marker = sweep_dir / "killed-once"
-    monkeypatch.setenv("RNNPRUNE_FAULT_KILL_AT_EPOCH", "2")
-    monkeypatch.setenv("RNNPRUNE_FAULT_MARKER", str(marker))
+    # Ray's local workers inherit this process's environment: the fault hook and its settings.
+    monkeypatch.setenv(faults.KILL_AT_EPOCH_ENV, "2")
+    monkeypatch.setenv(faults.MARKER_ENV, str(marker))
+    importable = [str(Path(faults.__file__).parent), os.environ.get("PYTHONPATH", "")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, importable)))
+    monkeypatch.setattr(sweep_runner, "WORKER_SETUP_HOOK", faults.HOOK)
     spec = write_spec(
         sweep_dir, "four", [0.5, 0.8], ["global_magnitude", "random"], max_concurrent_trials=2, max_failures=2
     )

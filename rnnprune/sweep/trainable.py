@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,12 +20,6 @@ from ray import tune
 from rnnprune.sweep.spec import LoadedSpec
 from rnnprune.tracking import TrialRun, warm_up
 from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult, load_model, run_trial
-
-# Fault injection for the retry tests: the first trial to reach this epoch kills its own
-# worker process (after logging the epoch to MLflow, before Tune has its checkpoint: the
-# worst moment), once, marked by the file below.
-FAULT_EPOCH_ENV = "RNNPRUNE_FAULT_KILL_AT_EPOCH"
-FAULT_MARKER_ENV = "RNNPRUNE_FAULT_MARKER"
 
 # What `worker_setup` warms, set by the sweep driver for its Ray workers.
 WORKER_TRACKING_URI_ENV = "RNNPRUNE_WORKER_TRACKING_URI"
@@ -60,13 +53,6 @@ def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         for gate, value in gates.items():
             scalars[f"gate_sparsity.{name}.{gate}"] = value
     return scalars
-
-
-def _maybe_inject_fault(epoch: int) -> None:
-    target, marker = os.environ.get(FAULT_EPOCH_ENV), os.environ.get(FAULT_MARKER_ENV)
-    if target and marker and epoch == int(target) and not Path(marker).exists():
-        Path(marker).touch()
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def worker_setup() -> None:
@@ -130,7 +116,6 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
     def on_epoch(report: EpochReport) -> None:
         nonlocal reported_final
         run.log_metrics(report.metrics, step=report.epoch)
-        _maybe_inject_fault(report.epoch)
         if report.final is not None:
             finals = finish_run(TrialResult(report.final, output, report.final["history"]), report.epoch)
             reported_final = True
