@@ -26,6 +26,7 @@ from rnnprune.pruning.base import MethodParams
 from rnnprune.pruning.schedules import GradualSchedule, Schedule
 from rnnprune.registry import Registry, UnknownName
 from rnnprune.weights import WeightKind
+from rnnprune.yaml_files import read_mapping
 
 T = TypeVar("T")
 
@@ -306,16 +307,11 @@ def validate_config(raw: Mapping[str, Any], source: str = "(inline)") -> TrialCo
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A trial config file as raw data (UTF-8 YAML, no repeated keys); ConfigError otherwise."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {path} does not exist (pass the path to a trial YAML)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of fields at the top level")
-    return raw
+    return read_mapping(path, "config file")
 
 
 def load_config(path: Path, overrides: Iterable[str] = ()) -> TrialConfig:

@@ -153,3 +153,59 @@ def test_data_dir_falls_back_to_the_environment(
     monkeypatch.delenv("RNNPRUNE_DATA_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert resolve_data_root(None) == tmp_path / "rnnprune" / "data"
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"seed: 1\nmodel: {}\nseed: 2\n", r"trial\.yaml:3: key 'seed' appears twice \(lines 1 and 3\)"),
+        (b"pruning:\n  method: random\n  method: lattice\n", r":3: key 'method' appears twice"),
+        ("seed: 1  # caf\xe9\n".encode("latin-1"), r"not UTF-8 text \(byte 0xe9 at offset 14\)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"is a binary file, not YAML text"),
+        (b"seed: [1\n", r"trial\.yaml:2 is not valid YAML"),
+        (b"- seed\n- 1\n", r"must hold a mapping of fields at the top level"),
+    ],
+)
+def test_malformed_config_files_get_one_line_errors(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "trial.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=expected) as raised:
+        load_config(path)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_folder_is_not_a_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a folder; pass the path to a YAML file"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "path, value, expected",
+    [
+        ("task.name", "no_such_module_xyz:TASK", r"task\.name: .*'no_such_module_xyz' does not import"),
+        ("task.name", "rnnprune.data.adding:NOPE", r"task\.name: .*'rnnprune\.data\.adding' has no 'NOPE'"),
+        ("task.name", "rnnprune.data.adding:AddingParams", r"task\.name: .* is a ModelMetaclass, not a Task"),
+        ("pruning.method", "rnnprune.pruning.magnitude:TASK", r"pruning\.method: .*has no 'TASK'"),
+        ("pruning.method", "rnnprune.data.adding:TASK", r"pruning\.method: .*is a Task, not a PruningMethod"),
+        ("pruning.method", 3, r"pruning\.method: give a name as text"),
+    ],
+)
+def test_bad_plugin_references_are_named(
+    trial_dict: dict[str, Any], path: str, value: Any, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        validate_config(_with(trial_dict, path, value))
+
+
+def test_plugins_by_reference_validate_like_registered_names(trial_dict: dict[str, Any]) -> None:
+    config = validate_config(_with(trial_dict, "pruning.method", "rnnprune.pruning.random:RANDOM"))
+    assert config.pruning.typed_params.layerwise is False
+
+
+def test_the_old_spelling_of_a_parameter_still_works_and_warns(trial_dict: dict[str, Any]) -> None:
+    raw = _with(trial_dict, "pruning", {"method": "lattice", "params": {"normalisation": "row"}})
+    with pytest.warns(FutureWarning, match="normalisation is deprecated; write normalization"):
+        assert validate_config(raw).pruning.typed_params.normalization == "row"
+    both = _with(raw, "pruning.params.normalization", "max")
+    with pytest.raises(ConfigError, match="give normalization only"):
+        validate_config(both)
