@@ -1,7 +1,8 @@
 """Task names -> tasks. Adding a task is one module (defining `TASK`) plus one line here.
 
 Entries are `module:attribute` references imported on first use, so naming a task in a config
-loads only that task's libraries.
+loads only that task's libraries; installed packages add tasks under the `rnnprune.tasks`
+entry-point group (see `rnnprune.registry`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ registered_tasks: Registry[Task] = Registry(
         "adding": "rnnprune.data.adding:TASK",
         "word_lm": "rnnprune.data.language_model:TASK",
     },
+    entry_point_group="rnnprune.tasks",
 )
 
 

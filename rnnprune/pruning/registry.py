@@ -1,6 +1,7 @@
 """Method names -> methods. Adding a method is one module plus one line here.
 
-Entries are `module:attribute` references imported on first use (see `rnnprune.registry`).
+Entries are `module:attribute` references imported on first use; installed packages add methods
+under the `rnnprune.methods` entry-point group (see `rnnprune.registry`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ registered_methods: Registry[PruningMethod] = Registry(
         "lattice": "rnnprune.pruning.lattice:LATTICE",
         "moduli": "rnnprune.pruning.moduli:MODULI",
     },
+    entry_point_group="rnnprune.methods",
 )
 
 
