@@ -1,39 +1,84 @@
 """Test-only fault injection, installed in Ray workers as their setup hook.
 
-A test points the sweep's `worker_process_setup_hook` here (monkeypatching
-`rnnprune.sweep.runner.WORKER_SETUP_HOOK`) and puts this folder on the workers' PYTHONPATH.
-The hook does the product's own worker set-up, then wraps `ray.tune.report`: the first report
-of the target epoch, anywhere in the sweep, kills its worker process, once (a marker file says
-it happened). That is after the trial logged the epoch to MLflow and before Tune holds its
-checkpoint, the worst moment for a retry that must not log a step twice. The kill follows the
-trial's own progress, so it happens at the same point on a fast or a loaded machine.
+A test points the sweep's `worker_process_setup_hook` at one of these hooks (monkeypatching
+`rnnprune.sweep.runner.WORKER_SETUP_HOOK`, or from a job's entry script) and makes this
+module importable by the workers. Each hook does the product's own worker set-up, then wraps
+`ray.tune.report`, so faults follow the trial's own progress and happen at the same point on
+a fast or a loaded machine, never by racing a poll.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 KILL_AT_EPOCH_ENV = "RNNPRUNE_TEST_KILL_AT_EPOCH"
 MARKER_ENV = "RNNPRUNE_TEST_KILL_MARKER"
+HOLD_SETTINGS = "faults_hold.json"
 HOOK = "faults.kill_once_at_epoch"
+HOLD_HOOK = "faults.hold_after_first_checkpoint"
+HOLD_LIMIT_S = 300.0  # a held trial gives up waiting after this, so a broken test cannot hang
 
 
-def kill_once_at_epoch() -> None:
+def _wrap_report(before: Any = None, after: Any = None) -> None:
     from ray import tune
 
     from rnnprune.sweep import trainable
 
     trainable.worker_setup()
-    target, marker = int(os.environ[KILL_AT_EPOCH_ENV]), Path(os.environ[MARKER_ENV])
     report = tune.report
 
-    def report_or_die(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+    def wrapped(metrics: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if before is not None:
+            before(metrics)
+        report(metrics, *args, **kwargs)
+        if after is not None:
+            after(metrics, kwargs.get("checkpoint"))
+
+    tune.report = wrapped
+
+
+def kill_once_at_epoch() -> None:
+    """The first report of the target epoch, anywhere in the sweep, kills its worker, once.
+
+    That is after the trial logged the epoch to MLflow and before Tune holds its checkpoint:
+    the worst moment for a retry that must not log a step twice.
+    """
+    target, marker = int(os.environ[KILL_AT_EPOCH_ENV]), Path(os.environ[MARKER_ENV])
+
+    def kill(metrics: dict[str, Any]) -> None:
         if metrics.get("epoch") == target and not marker.exists():
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
-        report(metrics, *args, **kwargs)
 
-    tune.report = report_or_die
+    _wrap_report(before=kill)
+
+
+def hold_after_first_checkpoint() -> None:
+    """On the node that has the custom resource named in the settings file beside this module
+    (`hold_on_resource`), the first trial to hand Tune a checkpoint writes the marker file and
+    then waits, still running, for the test to kill the node. On other nodes (where the trial
+    is retried) it changes nothing. The settings travel as a file in the job's working
+    directory, beside this module, so no node's environment has to carry them."""
+    settings = json.loads(Path(__file__).with_name(HOLD_SETTINGS).read_text())
+    marker = Path(settings["marker"])
+
+    def on_held_node() -> bool:
+        import ray
+
+        node, resource = ray.get_runtime_context().get_node_id(), settings["hold_on_resource"]
+        return any(n["NodeID"] == node and resource in n["Resources"] for n in ray.nodes())
+
+    def hold(metrics: dict[str, Any], checkpoint: Any) -> None:
+        if checkpoint is None or marker.exists() or not on_held_node():
+            return
+        marker.write_text(str(os.getpid()))
+        deadline = time.monotonic() + HOLD_LIMIT_S
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+
+    _wrap_report(after=hold)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import faults
 import pytest
 import yaml
 from conftest import tiny_mnist
@@ -248,7 +249,9 @@ def ray_nodes(tmp_path: Path) -> Iterator[RayNodes]:
         assert not left, f"Ray processes left behind: {left}"
 
 
-def _write_job(directory: Path, data: Path, storage: Path, cache: Path, experiment: str) -> Path:
+def _write_job(
+    directory: Path, data: Path, storage: Path, cache: Path, experiment: str, held_marker: Path
+) -> Path:
     """The job's working directory: a spec and its trial config, nothing else (it is uploaded)."""
     directory.mkdir()
     trial = {
@@ -276,6 +279,17 @@ def _write_job(directory: Path, data: Path, storage: Path, cache: Path, experime
     }
     (directory / "trial.yaml").write_text(yaml.safe_dump(trial))
     (directory / "rehearsal.yaml").write_text(yaml.safe_dump(spec))
+    # `rnnprune sweep` with the test-only hook that holds the worker node's first trial.
+    shutil.copy(faults.__file__, directory / "faults.py")
+    settings = {"marker": str(held_marker), "hold_on_resource": "worker_node"}
+    (directory / faults.HOLD_SETTINGS).write_text(json.dumps(settings))
+    (directory / "sweep_with_fault_hook.py").write_text(
+        "import sys\n"
+        "from rnnprune import cli\n"
+        "from rnnprune.sweep import runner\n"
+        f"runner.WORKER_SETUP_HOOK = {faults.HOLD_HOOK!r}\n"
+        "sys.exit(cli.main(['sweep', *sys.argv[1:]]))\n"
+    )
     return directory
 
 
@@ -318,12 +332,9 @@ def test_sweep_on_two_nodes_survives_losing_one(
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", tracking_server.password)
     experiment = f"rehearsal-{secrets.token_hex(3)}"
     storage = tmp_path / "shared-storage"
-    # Four times the shared tiny data set: trials of ~10 s leave a window to kill the worker node
-    # while one runs there (the state API sees tasks a second or two late).
-    # Trials must outlast the 0.5 s poll below on a quiet machine, or the worker node is never
-    # caught mid-trial: enough data and epochs for several seconds each.
-    data = tiny_mnist(tmp_path / "mnist", num_train=4000)
-    job_dir = _write_job(tmp_path / "job", data, storage, tmp_path / "dense-cache", experiment)
+    data = tiny_mnist(tmp_path / "mnist")
+    held_marker = tmp_path / "worker-node-trial-held"  # written by the trial the worker node holds
+    job_dir = _write_job(tmp_path / "job", data, storage, tmp_path / "dense-cache", experiment, held_marker)
 
     nodes = {n.node_id: n for n in listed(StateResource.NODES)}
     assert len(nodes) == 2
@@ -345,7 +356,7 @@ def test_sweep_on_two_nodes_survives_losing_one(
         [
             *(RAY, "job", "submit", "--address", ray_nodes.dashboard, "--submission-id", submission),
             *("--working-dir", str(job_dir), "--runtime-env-json", json.dumps(runtime_env), "--no-wait"),
-            *("--", sys.executable, "-m", "rnnprune.cli", "sweep", "rehearsal.yaml"),
+            *("--", sys.executable, "sweep_with_fault_hook.py", "rehearsal.yaml"),
         ],
         env=ray_nodes.env,
         capture_output=True,
@@ -356,42 +367,35 @@ def test_sweep_on_two_nodes_survives_losing_one(
     jobs = JobSubmissionClient(ray_nodes.dashboard, headers=headers)
     client = MlflowClient(tracking_server.uri)
 
-    def worker_trial_running() -> bool:
-        """A trial executes on the worker node and has reported at least one epoch from it.
+    def wait_for_job(seconds: float) -> JobStatus:
+        deadline = time.monotonic() + seconds
+        while not (status := jobs.get_job_status(submission)).is_terminal():
+            if time.monotonic() > deadline:
+                saved = tmp_path / "ray-logs"  # the head's temp dir goes at tear-down: keep its logs
+                shutil.copytree(next(ray_nodes.temp_dirs[0].glob("session_2*")) / "logs", saved)
+                jobs.stop_job(submission)
+                pytest.fail(
+                    f"the sweep job did not finish in {seconds:.0f} s (Ray logs in {saved}):\n"
+                    + jobs.get_job_logs(submission)[-3000:]
+                )
+            time.sleep(0.5)
+        return status
 
-        A function trainable's `train` task runs until the trial's next report, so a RUNNING
-        one is a trial in progress (an idle actor kept for reuse has none).
-        """
-        tasks = listed(
-            StateResource.TASKS,
-            ("func_or_class_name", "=", "ImplicitFunc.train"),
-            ("node_id", "=", worker_id),
-        )
-        states = [t.state for t in tasks]
-        return "RUNNING" in states and "FINISHED" in states
-
+    # The trial on the worker node writes the marker once Tune holds its first checkpoint and then
+    # waits there (tests/faults.py), so the node is lost mid-trial however loaded the machine is.
     deadline = time.monotonic() + 240
-    killed = False
-    while time.monotonic() < deadline:
-        status = jobs.get_job_status(submission)
-        if status.is_terminal():
-            break
-        if not killed and worker_trial_running():
-            # A lost machine: every process of the worker node dies at once.
-            _kill_sessions({ray_nodes.worker_session}, grace_s=0)
-            killed = True
+    while not held_marker.exists():
+        if jobs.get_job_status(submission).is_terminal() or time.monotonic() > deadline:
+            pytest.fail(
+                "no trial on the worker node reached its first checkpoint:\n"
+                + jobs.get_job_logs(submission)[-3000:]
+            )
         time.sleep(0.5)
-    else:
-        saved = tmp_path / "ray-logs"  # the head's temp dir goes at tear-down: keep its logs to read
-        shutil.copytree(next(ray_nodes.temp_dirs[0].glob("session_2*")) / "logs", saved)
-        jobs.stop_job(submission)
-        pytest.fail(
-            f"the sweep job did not finish in 240 s (Ray logs in {saved}):\n"
-            + jobs.get_job_logs(submission)[-3000:]
-        )
+    # A lost machine: every process of the worker node dies at once.
+    _kill_sessions({ray_nodes.worker_session}, grace_s=0)
+    status = wait_for_job(240)
     logs = jobs.get_job_logs(submission)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
-    assert killed, "no trial was seen running on the worker node before the sweep ended:\n" + logs[-3000:]
 
     # Trials ran on both nodes (Ray keeps dead actors in its state, with their node).
     trial_actors = listed(StateResource.ACTORS, ("class_name", "=", "ImplicitFunc"))
