@@ -53,3 +53,15 @@ def test_per_level_asha_ranks_within_each_level() -> None:
     assert set(router.levels) == {0.5, 0.95}
     assert decisions["a95"] == TrialScheduler.CONTINUE and decisions["a50"] == TrialScheduler.CONTINUE
     assert decisions["b95"] == TrialScheduler.STOP and decisions["b50"] == TrialScheduler.STOP
+
+
+def test_a_trials_level_is_looked_up_once_not_per_result() -> None:
+    lookups: list[float] = []
+
+    def level_of(config: dict[str, Any]) -> float:
+        lookups.append(config["level"])
+        return config["level"]
+
+    router = PerLevelASHA(level_of, "val_accuracy", "max", grace_period=1, reduction_factor=2, max_t=10)
+    _race(router)
+    assert sorted(lookups) == [0.5, 0.5, 0.95, 0.95]  # one per trial, over 4 trials x 4 results

@@ -36,10 +36,15 @@ class PerLevelASHA(FIFOScheduler):
             time_attr="training_iteration",
         )
         self.levels: dict[float, AsyncHyperBandScheduler] = {}
+        # A trial's level never changes: it is looked up once, when Tune adds the trial (the
+        # lookup builds and validates a trial config), not again for every reported epoch.
+        self._trial_level: dict[str, float] = {}
         self._metric, self._mode = metric, mode
 
     def _for(self, trial: Trial) -> AsyncHyperBandScheduler:
-        level = self._level_of(trial.config)
+        level = self._trial_level.get(trial.trial_id)
+        if level is None:
+            level = self._trial_level[trial.trial_id] = self._level_of(trial.config)
         if level not in self.levels:
             self.levels[level] = AsyncHyperBandScheduler(**self._settings)
         return self.levels[level]
