@@ -12,8 +12,7 @@ from mlflow import MlflowClient
 
 from rnnprune.cli import main
 from rnnprune.models.recurrent import RecurrentNet
-from rnnprune.tracking import TrialRun as TrackedTrial
-from rnnprune.tracking import ensure_experiment, start_parent_run
+from rnnprune.tracking import ChildRun, ensure_experiment, start_parent_run
 
 EXPERIMENT = "pareto-test"
 # (sweep, method, target, seed, test accuracy, sparsity, log a model?)
@@ -73,7 +72,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
             "seed": seed,
             "pruning": {**trial_dict["pruning"], "method": method, "target_sparsity": target},
         }
-        run = TrackedTrial(
+        run = ChildRun(
             uri,
             experiment_id,
             parents[sweep],
