@@ -44,9 +44,10 @@ class Metric:
     name: str
     direction: Direction
     label: str
-    tasks: frozenset[str] | None = None
     reference: float | None = None
+    tasks: frozenset[str] | None = None
     per_epoch: bool = False  # reported at every epoch (what schedulers and searchers can read)
+    headline: bool = False  # in one trial's summary (`rnnprune train`)
 
     @property
     def maximize(self) -> bool:
@@ -79,18 +80,16 @@ class DeclaringTask(Protocol):
 
 COMMON: tuple[Metric, ...] = (
     Metric("train_loss", "minimize", "training loss", per_epoch=True),
-    Metric("sparsity", "maximize", "sparsity (prunable weights)", reference=0.0, per_epoch=True),
-    Metric("sparsity_total", "maximize", "sparsity (all parameters)", reference=0.0, per_epoch=True),
-    Metric("nonzero_params", "minimize", "non-zero parameters", per_epoch=True),
+    Metric("target_sparsity", "maximize", "target sparsity", reference=0.0, headline=True),
+    Metric("sparsity", "maximize", "sparsity (prunable weights)", 0.0, per_epoch=True, headline=True),
+    Metric("sparsity_total", "maximize", "sparsity (all parameters)", 0.0, per_epoch=True, headline=True),
+    Metric("nonzero_params", "minimize", "non-zero parameters", per_epoch=True, headline=True),
     Metric("nonzero_params_pool", "minimize", "non-zero prunable weights", per_epoch=True),
     Metric("total_params", "minimize", "parameters", per_epoch=True),
-    Metric("compression_ratio", "maximize", "compression ratio", reference=1.0, per_epoch=True),
-    Metric(
-        "compression_ratio_pool", "maximize", "compression ratio (prunable weights)", reference=1.0, per_epoch=True
-    ),
-    Metric("theoretical_speedup", "maximize", "theoretical speed-up", reference=1.0, per_epoch=True),
-    Metric("target_sparsity", "maximize", "target sparsity", reference=0.0),
-    Metric("wall_time_s", "minimize", "wall time (s)"),
+    Metric("compression_ratio", "maximize", "compression ratio", 1.0, per_epoch=True, headline=True),
+    Metric("compression_ratio_pool", "maximize", "compression ratio (prunable weights)", 1.0, per_epoch=True),
+    Metric("theoretical_speedup", "maximize", "theoretical speed-up", 1.0, per_epoch=True, headline=True),
+    Metric("wall_time_s", "minimize", "wall time (s)", headline=True),
 )
 _COMMON = {m.name: m for m in COMMON}
 
@@ -102,6 +101,11 @@ SPLITS: tuple[tuple[str, str], ...] = (
     ("val_", "validation"),
     ("train_", "training"),
 )
+
+
+def headline_names() -> tuple[str, ...]:
+    """The common metrics a one-trial summary shows, after the task's quality."""
+    return tuple(m.name for m in COMMON if m.headline)
 
 
 def split(name: str) -> tuple[str, str] | None:
@@ -188,7 +192,4 @@ def task_metric_names(task: str | DeclaringTask | None = None) -> list[str]:
 def describe_names(task: str | DeclaringTask | None = None) -> str:
     """The known metric names in one line (for errors and --help)."""
     prefixes = "/".join(prefix for prefix, _ in SPLITS)
-    return (
-        f"{', '.join(_COMMON)}; or {prefixes} followed by one of "
-        f"{', '.join(task_metric_names(task))}"
-    )
+    return f"{', '.join(_COMMON)}; or {prefixes} followed by one of {', '.join(task_metric_names(task))}"
