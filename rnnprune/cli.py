@@ -15,7 +15,7 @@ from rnnprune import catalogue
 from rnnprune.config import TrialConfig, load_config
 from rnnprune.data import registry as task_registry
 from rnnprune.errors import RnnpruneError
-from rnnprune.pareto import Constraint, describe, format_front
+from rnnprune.pareto import CONSTRAINT_FLAGS, Constraint, describe, format_front
 from rnnprune.pruning import registry as method_registry
 from rnnprune.training.runner import EpochReport, run_trial
 
@@ -134,9 +134,8 @@ def _constraint(args: argparse.Namespace) -> Constraint:
     if args.min_accuracy is not None:
         # "at least this good": the old flag's meaning, with its old default metric.
         metric = catalogue.metric(quality_metric or "test_accuracy", option="--accuracy-metric")
-        flag = "--min-quality" if metric.maximize else "--max-quality"
-        _deprecated("--min-accuracy", flag)
         kind = "min_quality" if metric.maximize else "max_quality"
+        _deprecated("--min-accuracy", CONSTRAINT_FLAGS[kind])
         return Constraint(kind, args.min_accuracy, metric.name)
     for kind, bound in (
         ("min_quality", args.min_quality),
