@@ -55,8 +55,6 @@ def hypervolume(points: np.ndarray, reference: Sequence[float], maximize: Sequen
     Points that do not beat the reference in every objective add nothing.
     """
     matrix = _points(points, len(maximize))
-    if len(matrix) == 0:
-        return 0.0
     return float(moocore.hypervolume(matrix, ref=np.asarray(reference, dtype=float), maximise=list(maximize)))
 
 
