@@ -34,7 +34,7 @@ QUICKSTART_STATE := runs/sweeps/quickstart/rnnprune_sweep.json
 # the test set stays out of the choice).
 quickstart: $(INSTALLED)
 	$(BIN)/rnnprune sweep sweeps/quickstart.yaml $(if $(wildcard $(QUICKSTART_STATE)),--resume)
-	$(BIN)/rnnprune pick rnnprune-quickstart --min-accuracy 0.95 --accuracy-metric val_accuracy
+	$(BIN)/rnnprune pick rnnprune-quickstart --min-quality 0.95 --quality-metric val_accuracy
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest tests

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from rnnprune.config import TrialConfig, load_config
 from rnnprune.data.base import TaskData
 from rnnprune.graphs import graph_metrics
 from rnnprune.models.recurrent import RecurrentNet
+from rnnprune.stats import seed_stats
 from rnnprune.training.dense import build_model
 from rnnprune.training.loop import evaluate
 from rnnprune.training.runner import EpochReport, load_task_data, run_trial
@@ -108,14 +108,15 @@ def run_one(config: TrialConfig, output: Path) -> list[dict[str, float]]:
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    finite = [v for v in values if math.isfinite(v)]
-    if not finite:
+    """`seed_stats` as this page's (mean, std) pairs; NaN for a quantity no seed measured."""
+    if not any(math.isfinite(v) for v in values):
         return float("nan"), float("nan")
-    return statistics.mean(finite), statistics.stdev(finite) if len(finite) > 1 else 0.0
+    stats = seed_stats(values)
+    return stats.mean, stats.std
 
 
 def aggregate(runs: list[list[dict[str, float]]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds, round by round (rounds align: same schedule)."""
+    """Mean and sample std over seeds, round by round (rounds align: same schedule)."""
     rounds = min(len(r) for r in runs)
     table = []
     for index in range(rounds):

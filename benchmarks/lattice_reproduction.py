@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 
 from benchmarks.common import write_result
 from rnnprune.config import load_config
+from rnnprune.stats import seed_stats
 from rnnprune.training.runner import run_trial
 
 ROOT = Path(__file__).parents[1]
@@ -76,13 +76,7 @@ def _row(point: str, method: str, seed: int, finetune: int, metrics: dict[str, A
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-        "n": len(values),
-    }
+    return {**seed_stats(values).as_dict(), "min": min(values), "max": max(values)}
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

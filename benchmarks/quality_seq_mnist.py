@@ -12,24 +12,19 @@ and prints the table for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
 from benchmarks.common import write_result
 from rnnprune.config import load_config
+from rnnprune.stats import seed_stats
 from rnnprune.training.runner import run_trial
 
 CONFIG = Path(__file__).parents[1] / "sweeps" / "trials" / "seq_mnist_lstm128.yaml"
 
 
 def _mean_spread(values: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "min": min(values),
-        "max": max(values),
-    }
+    return {**seed_stats(values).as_dict(), "min": min(values), "max": max(values)}
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import argparse
 from pathlib import Path
 
 from rnnprune.dashboard import write_dashboard
-from rnnprune.pareto import default_objectives, read_runs, task_of
+from rnnprune.pareto import default_objectives, task_of
+from rnnprune.publish import read_runs
 from rnnprune.tracking import resolve_tracking_uri, run_url, ui_base
 
 

@@ -11,21 +11,15 @@ from pathlib import Path
 from pydantic import BaseModel
 from tqdm import tqdm
 
+from rnnprune import catalogue
 from rnnprune.config import TrialConfig, load_config
 from rnnprune.data import registry as task_registry
 from rnnprune.errors import RnnpruneError
+from rnnprune.pareto import CONSTRAINT_FLAGS, Constraint, describe, format_front
 from rnnprune.pruning import registry as method_registry
 from rnnprune.training.runner import EpochReport, run_trial
 
-ACCOUNTING_KEYS = (
-    "target_sparsity",
-    "sparsity",
-    "sparsity_total",
-    "nonzero_params",
-    "compression_ratio",
-    "theoretical_speedup",
-    "wall_time_s",
-)
+METRICS_IN_HELP = "{catalogue metrics}"
 
 
 def summary_keys(quality: str) -> tuple[str, ...]:
@@ -34,8 +28,17 @@ def summary_keys(quality: str) -> tuple[str, ...]:
         f"dense_test_{quality}",
         f"val_{quality}",
         f"test_{quality}",
-        *ACCOUNTING_KEYS,
+        *catalogue.headline_names(),
     )
+
+
+class _CatalogueHelp(argparse.HelpFormatter):
+    """Fills in the catalogue's metric names only when help is shown: listing them imports every
+    task's module (torchvision, torchaudio), too slow for every command's start-up."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = super()._get_help_string(action)
+        return text.replace(METRICS_IN_HELP, catalogue.describe_names()) if text else text
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -100,7 +103,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
-    from rnnprune.pareto import format_front, publish
+    from rnnprune.publish import publish
     from rnnprune.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
@@ -116,23 +119,48 @@ def _pareto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deprecated(old: str, new: str) -> None:
+    print(f"warning: {old} is deprecated; use {new}", file=sys.stderr)
+
+
+def _constraint(args: argparse.Namespace) -> Constraint:
+    """The pick's bound from the flags, the deprecated accuracy flags mapped to the quality ones."""
+    quality_metric = args.quality_metric
+    if args.accuracy_metric is not None:
+        if quality_metric is not None:
+            raise catalogue.MetricError("--accuracy-metric: give --quality-metric only (it replaces it)")
+        _deprecated("--accuracy-metric", "--quality-metric")
+        quality_metric = args.accuracy_metric
+    if args.min_accuracy is not None:
+        # "at least this good": the old flag's meaning, with its old default metric.
+        metric = catalogue.metric(quality_metric or "test_accuracy", option="--accuracy-metric")
+        kind = "min_quality" if metric.maximize else "max_quality"
+        _deprecated("--min-accuracy", CONSTRAINT_FLAGS[kind])
+        return Constraint(kind, args.min_accuracy, metric.name)
+    for kind, bound in (
+        ("min_quality", args.min_quality),
+        ("max_quality", args.max_quality),
+        ("min_sparsity", args.min_sparsity),
+        ("max_params", args.max_params),
+    ):
+        if bound is not None:
+            return Constraint(kind, bound, quality_metric)  # type: ignore[arg-type]
+    raise AssertionError("argparse requires one bound")
+
+
 def _pick(args: argparse.Namespace) -> int:
-    from rnnprune.pareto import Constraint, describe, pick_and_register
+    from rnnprune.publish import pick_and_register
     from rnnprune.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
-    if args.min_accuracy is not None:
-        constraint = Constraint("min_accuracy", args.min_accuracy, args.accuracy_metric)
-    elif args.min_sparsity is not None:
-        constraint = Constraint("min_sparsity", args.min_sparsity, args.accuracy_metric)
-    else:
-        constraint = Constraint("max_params", args.max_params, args.accuracy_metric)
+    constraint = _constraint(args)
     model_name = args.model_name or f"{args.name}-pruned"
     registered = pick_and_register(uri, args.name, constraint, model_name)
-    metrics = (args.accuracy_metric, "sparsity", "nonzero_params")
+    resolved = registered.pick.constraint
+    metrics = (resolved.quality_metric or "", "sparsity", "nonzero_params")
     if registered.pick.point is None:
         print(
-            f"no Pareto-optimal run of {args.name} meets {constraint.kind} {constraint.bound:g}",
+            f"no Pareto-optimal run of {args.name} meets {resolved.kind} {resolved.bound:g}",
             file=sys.stderr,
         )
         for point in registered.pick.closest:
@@ -183,9 +211,8 @@ def _methods(args: argparse.Namespace) -> int:
 
 def _tasks(args: argparse.Namespace) -> int:
     for name, task in sorted(task_registry.registered_tasks.items()):
-        objective = task.objective
-        direction = "higher" if objective.maximize else "lower"
-        print(f"{name}: {task.description} Quality: {objective.quality} ({direction} is better).")
+        quality = task.quality_metric()
+        print(f"{name}: {task.description} Quality: {quality.name} ({quality.better} is better).")
         _print_params(task.params)
     return 0
 
@@ -223,32 +250,46 @@ def build_parser() -> argparse.ArgumentParser:
 
     tracking_help = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"
     pareto = commands.add_parser(
-        "pareto", help="Pareto front of a sweep (or of all sweeps of an experiment): table, tags, dashboard"
+        "pareto",
+        help="Pareto front of a sweep (or of all sweeps of an experiment): table, tags, dashboard",
+        formatter_class=_CatalogueHelp,
     )
     pareto.add_argument("name", help="sweep name (its parent run) or MLflow experiment name")
     pareto.add_argument("--tracking-uri", help=tracking_help)
     pareto.add_argument(
         "--objectives",
-        help="two or three comma-separated metrics (test_accuracy, val_accuracy, test_error_cm, test_mse, "
-        "test_perplexity, sparsity, nonzero_params, theoretical_speedup, compression_ratio, test_loss); "
-        "default: the task's test quality metric and sparsity (test_accuracy,sparsity for classifiers)",
+        help=f"two or three comma-separated metrics: {METRICS_IN_HELP}; default: the task's test "
+        "quality metric and sparsity (test_accuracy,sparsity for classifiers)",
     )
     pareto.add_argument("--output", help="local folder for the dashboard (default: runs/pareto/NAME)")
     pareto.add_argument("--ui-url", help="MLflow UI base for run links (default: the server, or mlflow ui's)")
     pareto.set_defaults(handler=_pareto)
 
-    pick = commands.add_parser("pick", help="register the Pareto-optimal model that meets a constraint")
+    pick = commands.add_parser(
+        "pick",
+        help="register the Pareto-optimal model that meets a constraint",
+        formatter_class=_CatalogueHelp,
+    )
     pick.add_argument("name", help="MLflow experiment name (or one sweep's name)")
     bound = pick.add_mutually_exclusive_group(required=True)
     bound.add_argument(
-        "--min-accuracy",
+        "--min-quality",
         type=float,
-        help="highest sparsity with at least this accuracy (with a lower-is-better "
-        "--accuracy-metric such as test_error_cm: at most this value)",
+        help="highest sparsity with at least this quality (a higher-is-better metric such as accuracy)",
     )
-    bound.add_argument("--min-sparsity", type=float, help="highest accuracy with at least this sparsity")
-    bound.add_argument("--max-params", type=float, help="highest accuracy within this many non-zero params")
-    pick.add_argument("--accuracy-metric", default="test_accuracy", help="default: test_accuracy")
+    bound.add_argument(
+        "--max-quality",
+        type=float,
+        help="highest sparsity with at most this quality (a lower-is-better metric such as test_error_cm)",
+    )
+    bound.add_argument("--min-sparsity", type=float, help="best quality with at least this sparsity")
+    bound.add_argument("--max-params", type=float, help="best quality within this many non-zero params")
+    bound.add_argument("--min-accuracy", type=float, help="deprecated: --min-quality / --max-quality")
+    pick.add_argument(
+        "--quality-metric",
+        help=f"the quality metric ({METRICS_IN_HELP}); default: the test quality metric of the runs' task",
+    )
+    pick.add_argument("--accuracy-metric", help="deprecated: --quality-metric")
     pick.add_argument("--model-name", help="registered model name (default: NAME-pruned)")
     pick.add_argument("--tracking-uri", help=tracking_help)
     pick.set_defaults(handler=_pick)

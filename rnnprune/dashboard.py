@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnprune.pareto import OBJECTIVES, TrialRun, analyse, step_line, task_of
+from rnnprune.pareto import RunRecord, analyse, step_line, task_of
 
 TEMPLATE = Path(__file__).with_name("dashboard_template.html")
 DATA_MARKER = "/*__PARETO_DATA__*/null"
@@ -23,15 +23,18 @@ HOVER_PREFIXES = ("pruning.", "model.", "training.epochs", "seed")
 
 
 def dashboard_data(
-    runs: Sequence[TrialRun],
-    accuracy: str,
-    link: Callable[[TrialRun], str],
+    runs: Sequence[RunRecord],
+    quality: str,
+    link: Callable[[RunRecord], str],
     title: str,
 ) -> dict[str, Any]:
-    """Everything the page draws: one point per run, seed means with spread, fronts per x axis."""
+    """Everything the page draws: one point per run, seed means with spread (sample std over
+    `seeds`, `rnnprune.stats`), fronts per x axis. Labels and directions: the catalogue."""
     x_axes = ("sparsity", "nonzero_params")
-    analyses = {x: analyse(runs, (accuracy, x), task_of(runs)) for x in x_axes}
+    analyses = {x: analyse(runs, (quality, x), task_of(runs)) for x in x_axes}
     by_sparsity = analyses["sparsity"]
+    y_metric = by_sparsity.objectives[0]
+    x_metrics = {x: analyses[x].objectives[1] for x in x_axes}
     methods = sorted({p.method for p in by_sparsity.points})
     colors = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(methods)}
     trials, configs = [], []
@@ -42,8 +45,8 @@ def dashboard_data(
                 "label": point.label,
                 "seeds": len(point.runs),
                 "rank": by_sparsity.rank[index],
-                "y": point.mean[accuracy],
-                "y_std": point.std[accuracy],
+                "y": point.mean[quality],
+                "y_std": point.std[quality],
                 "x": {x: point.mean.get(x) for x in x_axes},
                 "x_std": {x: point.std.get(x) for x in x_axes},
             }
@@ -55,20 +58,20 @@ def dashboard_data(
                     "run_name": run.run_name,
                     "method": point.method,
                     "config": index,
-                    "y": run.metrics[accuracy],
+                    "y": run.metrics[quality],
                     "x": {x: run.metrics.get(x) for x in x_axes},
                     "url": link(run),
                     "params": {k: v for k, v in sorted(run.params.items()) if k.startswith(HOVER_PREFIXES)},
                     "metrics": {
                         k: run.metrics[k]
-                        for k in (accuracy, "sparsity", "nonzero_params", "theoretical_speedup")
+                        for k in (quality, "sparsity", "nonzero_params", "theoretical_speedup")
                         if k in run.metrics
                     },
                 }
             )
     fronts: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for x, analysis in analyses.items():
-        maximize = [OBJECTIVES[accuracy].maximize, OBJECTIVES[x].maximize]
+        maximize = [y_metric.maximize, x_metrics[x].maximize]
         groups = {
             "all": analysis.points,
             **{m: [p for p in analysis.points if p.method == m] for m in methods},
@@ -76,12 +79,12 @@ def dashboard_data(
         fronts[x] = {}
         for name, points in groups.items():
             if points:
-                matrix = [[p.mean[x], p.mean[accuracy]] for p in points]
+                matrix = [[p.mean[x], p.mean[quality]] for p in points]
                 fronts[x][name] = step_line(matrix, [maximize[1], maximize[0]])
     return {
         "title": title,
-        "y_label": OBJECTIVES[accuracy].label,
-        "x_labels": {x: OBJECTIVES[x].label for x in x_axes},
+        "y_label": y_metric.label,
+        "x_labels": {x: m.label for x, m in x_metrics.items()},
         "methods": methods,
         "colors": colors,
         "trials": trials,
@@ -101,7 +104,7 @@ def render_html(data: dict[str, Any], path: Path) -> Path:
 
 
 def render_png(data: dict[str, Any], path: Path) -> Path:
-    """The static twin of the page's default view (accuracy vs sparsity)."""
+    """The static twin of the page's default view (quality vs sparsity)."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -145,11 +148,11 @@ def render_png(data: dict[str, Any], path: Path) -> Path:
 
 
 def write_dashboard(
-    runs: Sequence[TrialRun], accuracy: str, link: Callable[[TrialRun], str], title: str, folder: Path
+    runs: Sequence[RunRecord], quality: str, link: Callable[[RunRecord], str], title: str, folder: Path
 ) -> list[Path]:
     """pareto.html, pareto.png and the data behind them (pareto.json) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    data = dashboard_data(runs, accuracy, link, title)
+    data = dashboard_data(runs, quality, link, title)
     (folder / "pareto.json").write_text(json.dumps(data, indent=1))
     return [
         render_html(data, folder / "pareto.html"),

@@ -3,25 +3,38 @@
 Every task hands the trainer one `Objective`. The trainer never knows whether it is
 classifying digits, regressing a sum or decoding a position: it minimises `loss`, sums
 `totals` over evaluation batches and turns them into metrics with `summarise`. Metric names
-are reported as `val_<name>` / `test_<name>`; `quality` names the one that ranks models
-(Pareto fronts, schedulers, picks), and `maximize` says which way is better.
+are reported as `val_<name>` / `test_<name>`.
+
+Each objective declares its metrics as catalogue values (`declares`: name, direction, label),
+and which one ranks models (`quality_metric`: Pareto fronts, schedulers, picks). `quality`,
+`maximize` and `metrics` are derived from those declarations, never written twice. A new
+objective with a new quality metric needs nothing else: `rnnprune.catalogue` reads it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch.nn import functional as F
 
+from rnnprune.catalogue import Metric
+
+LOSS = Metric("loss", "minimize", "loss")
+ACCURACY = Metric("accuracy", "maximize", "accuracy")
+MSE = Metric("mse", "minimize", "MSE")
+PERPLEXITY = Metric("perplexity", "minimize", "perplexity")
+
 
 class Objective(Protocol):
-    quality: str
-    maximize: bool
     # Every metric `summarise` returns: known before any data is loaded, so a sweep spec can
     # be checked against what its trials will report.
+    declares: ClassVar[tuple[Metric, ...]]
+    quality_metric: ClassVar[Metric]
+    quality: ClassVar[str]
+    maximize: ClassVar[bool]
     metrics: ClassVar[tuple[str, ...]]
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -37,13 +50,30 @@ class Objective(Protocol):
         ...
 
 
+class DeclaredMetrics:
+    """Base of an objective: set `declares` and `quality_metric`; the names follow from them."""
+
+    declares: ClassVar[tuple[Metric, ...]]
+    quality_metric: ClassVar[Metric]
+    quality: ClassVar[str]
+    maximize: ClassVar[bool]
+    metrics: ClassVar[tuple[str, ...]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.quality_metric not in cls.declares:
+            raise TypeError(f"{cls.__name__}: quality_metric {cls.quality_metric.name!r} is not in declares")
+        cls.quality = cls.quality_metric.name
+        cls.maximize = cls.quality_metric.maximize
+        cls.metrics = tuple(m.name for m in cls.declares)
+
+
 @dataclass(frozen=True)
-class Classification:
+class Classification(DeclaredMetrics):
     """Cross-entropy on the readout of the last step; top-1 accuracy."""
 
-    quality: str = "accuracy"
-    maximize: bool = True
-    metrics: ClassVar[tuple[str, ...]] = ("loss", "accuracy")
+    declares: ClassVar[tuple[Metric, ...]] = (LOSS, ACCURACY)
+    quality_metric: ClassVar[Metric] = ACCURACY
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs, targets)
@@ -61,12 +91,11 @@ class Classification:
 
 
 @dataclass(frozen=True)
-class MeanSquaredError:
+class MeanSquaredError(DeclaredMetrics):
     """Regression of one value per sequence (the adding problem); MSE is loss and quality."""
 
-    quality: str = "mse"
-    maximize: bool = False
-    metrics: ClassVar[tuple[str, ...]] = ("loss", "mse")
+    declares: ClassVar[tuple[Metric, ...]] = (LOSS, MSE)
+    quality_metric: ClassVar[Metric] = MSE
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(outputs.reshape(targets.shape), targets)
@@ -81,16 +110,15 @@ class MeanSquaredError:
 
 
 @dataclass(frozen=True)
-class LanguageModelling:
+class LanguageModelling(DeclaredMetrics):
     """Next-token prediction at every step: token-averaged NLL, perplexity and top-1 accuracy.
 
     Accuracy is correct predictions over predicted tokens (the reference code divided by the
     length of the last chunk instead, which scales it by batch/bptt; not reproduced).
     """
 
-    quality: str = "perplexity"
-    maximize: bool = False
-    metrics: ClassVar[tuple[str, ...]] = ("loss", "perplexity", "accuracy")
+    declares: ClassVar[tuple[Metric, ...]] = (LOSS, PERPLEXITY, ACCURACY)
+    quality_metric: ClassVar[Metric] = PERPLEXITY
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1))

@@ -186,8 +186,8 @@ def warm_up(tracking_uri: str | None, log_models: bool) -> None:
             )
 
 
-class TrialRun:
-    """A trial's child run, used from inside the trial's worker process."""
+class ChildRun:
+    """A trial's child run, written from inside the trial's worker process."""
 
     def __init__(
         self,
@@ -263,6 +263,65 @@ class TrialRun:
         self.client.set_terminated(self.run_id, status)
 
 
+class SweepTracking:
+    """A sweep's parent run and its child runs, driven from the Ray driver (`rnnprune sweep`)."""
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
+        self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
+        self.client = MlflowClient(tracking_uri)
+
+    @classmethod
+    def open(
+        cls,
+        tracking_uri: str,
+        experiment: str,
+        workdir: Path,
+        sweep_name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None,
+    ) -> SweepTracking:
+        """The sweep's experiment (created if missing) and its parent run (created, or reopened
+        when `parent_run_id` names the run of a resumed sweep)."""
+        client = MlflowClient(tracking_uri)
+        experiment_id = ensure_experiment(client, experiment, tracking_uri, workdir)
+        run_id = start_parent_run(client, experiment_id, sweep_name, tags, parent_run_id)
+        return cls(tracking_uri, experiment_id, run_id)
+
+    def log_documents(self, texts: Mapping[str, str], dicts: Mapping[str, Any]) -> None:
+        """Text and JSON artifacts of the parent run, by artifact path."""
+        for path, text in texts.items():
+            self.client.log_text(self.parent_run_id, text, path)
+        for path, data in dicts.items():
+            self.client.log_dict(self.parent_run_id, data, path)
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_run_id, key, value)
+
+    def mark_trial_failed(self, trial_id: str) -> None:
+        mark_trial_failed(self.client, self.experiment_id, self.parent_run_id, trial_id)
+
+    def finish_stopped_trial(self, trial_id: str) -> None:
+        """A trial the scheduler stopped: FINISHED, tagged `rnnprune.stopped_early`."""
+        for run in child_runs(self.client, self.experiment_id, self.parent_run_id):
+            if run.data.tags.get("ray_trial_id") == trial_id and run.info.status != "FINISHED":
+                self.client.set_tag(run.info.run_id, "rnnprune.stopped_early", "true")
+                self.client.set_terminated(run.info.run_id, "FINISHED")
+
+    def fail_unfinished_children(self) -> int:
+        return fail_unfinished_children(self.client, self.experiment_id, self.parent_run_id)
+
+    def trial_runs(self) -> list[dict[str, Any]]:
+        """Every child run as a plain dict (`_plain_run` plus its `status`)."""
+        return [
+            {**_plain_run(run), "status": run.info.status}
+            for run in child_runs(self.client, self.experiment_id, self.parent_run_id)
+        ]
+
+    def finish(self, status: str) -> None:
+        self.client.set_terminated(self.parent_run_id, status)
+
+
 # ---- reading sweeps back: fronts, tags, the model registry (rnnprune pareto / pick / export) ----
 
 MLFLOW_UI_DEFAULT = "http://127.0.0.1:5000"  # where `mlflow ui` serves a local store
@@ -279,12 +338,13 @@ def _plain_run(run: Any) -> dict[str, Any]:
     }
 
 
-def sweep_scope(client: MlflowClient, name: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def sweep_scope(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """("sweep" | "experiment", parent runs, finished child runs) named by `name`.
 
     A sweep name (its parent run's `sweep` tag) wins over an experiment name; an experiment
     means every sweep in it. Child runs are plain dicts (run_id, params, metrics, tags, ...).
     """
+    client = MlflowClient(tracking_uri)
     experiment_ids = [e.experiment_id for e in client.search_experiments()]
     parents = client.search_runs(
         experiment_ids,
@@ -309,15 +369,17 @@ def sweep_scope(client: MlflowClient, name: str) -> tuple[str, list[dict[str, An
     return kind, [_plain_run(p) for p in parents], [_plain_run(c) for c in children]
 
 
-def set_run_tags(client: MlflowClient, tags_by_run: Mapping[str, Mapping[str, str]]) -> None:
+def set_run_tags(tracking_uri: str, tags_by_run: Mapping[str, Mapping[str, str]]) -> None:
+    client = MlflowClient(tracking_uri)
     for run_id, tags in tags_by_run.items():
         client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def log_to_parent(
-    client: MlflowClient, parent_run_id: str, metrics: Mapping[str, float], files: Iterable[Path], folder: str
+    tracking_uri: str, parent_run_id: str, metrics: Mapping[str, float], files: Iterable[Path], folder: str
 ) -> None:
     """Metrics (one batch) and artifacts under `folder` on a sweep's parent run, finished or not."""
+    client = MlflowClient(tracking_uri)
     now = int(time.time() * 1000)
     batch = [Metric(key, float(value), now, 0) for key, value in metrics.items()]
     for chunk in _chunks(batch, MAX_METRICS_PER_BATCH):

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from rnnprune.dashboard import dashboard_data, render_html, write_dashboard
-from rnnprune.pareto import TrialRun
+from rnnprune.pareto import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("global_magnitude", "random", "lattice")
 TARGETS = (0.5, 0.8, 0.9, 0.95)
 
 
-def quickstart_runs(seeds: int = 1) -> list[TrialRun]:
+def quickstart_runs(seeds: int = 1) -> list[RunRecord]:
     """Runs shaped like the quickstart's: three methods x four targets, made-up accuracies."""
     runs = []
     for m, method in enumerate(METHODS):
@@ -27,7 +27,7 @@ def quickstart_runs(seeds: int = 1) -> list[TrialRun]:
                 accuracy = 0.98 - (0.05 + 0.1 * m) * target**4 - 0.004 * seed
                 run_id = f"{method[:4]}{int(target * 100)}s{seed}"
                 runs.append(
-                    TrialRun(
+                    RunRecord(
                         run_id=run_id,
                         experiment_id="3",
                         run_name=run_id,
@@ -49,7 +49,7 @@ def quickstart_runs(seeds: int = 1) -> list[TrialRun]:
     return runs
 
 
-def link(run: TrialRun) -> str:
+def link(run: RunRecord) -> str:
     return f"http://127.0.0.1:5000/#/experiments/{run.experiment_id}/runs/{run.run_id}"
 
 

@@ -10,11 +10,11 @@ import pytest
 from rnnprune.pareto import (
     ALL_METHODS,
     Constraint,
-    TrialRun,
+    RunRecord,
     aggregate_seeds,
     analyse,
     default_objectives,
-    hypervolume_2d,
+    hypervolume,
     non_dominated,
     pareto_ranks,
     pick,
@@ -35,7 +35,7 @@ def brute_front(points: np.ndarray, maximize: list[bool]) -> list[bool]:
 
 def brute_hypervolume(points: np.ndarray, reference: tuple[float, float], maximize: list[bool]) -> float:
     """Area of the union of the boxes [reference, point], summed cell by cell on the grid their
-    corners make (independent of the sweep in `hypervolume_2d`)."""
+    corners make (independent of moocore's algorithm in `hypervolume`)."""
     signs = np.where(maximize, 1.0, -1.0)
     oriented, ref = points * signs, np.asarray(reference) * signs
     boxes = [p for p in oriented if (p > ref).all()]
@@ -82,17 +82,17 @@ def test_duplicates_share_the_front_and_single_points_are_their_own_front() -> N
 
 def test_hypervolume_hand_values() -> None:
     reference = (0.1, 0.0)  # chance accuracy on ten classes, dense
-    assert hypervolume_2d(np.array([[0.9, 0.5]]), reference, [True, True]) == pytest.approx(0.8 * 0.5)
+    assert hypervolume(np.array([[0.9, 0.5]]), reference, [True, True]) == pytest.approx(0.8 * 0.5)
     two = np.array([[0.9, 0.5], [0.5, 0.9]])
     # 0.8 x 0.5 + 0.4 x 0.9 - overlap 0.4 x 0.5
-    assert hypervolume_2d(two, reference, [True, True]) == pytest.approx(0.56)
+    assert hypervolume(two, reference, [True, True]) == pytest.approx(0.56)
     # A dominated point, a duplicate and a point worse than chance add nothing.
     more = np.vstack([two, [[0.5, 0.5], [0.9, 0.5], [0.05, 0.99]]])
-    assert hypervolume_2d(more, reference, [True, True]) == pytest.approx(0.56)
-    assert hypervolume_2d(np.zeros((0, 2)), reference, [True, True]) == 0.0
+    assert hypervolume(more, reference, [True, True]) == pytest.approx(0.56)
+    assert hypervolume(np.zeros((0, 2)), reference, [True, True]) == 0.0
     # Minimised second objective: non-zero parameters against a dense count of 1000.
     params = np.array([[0.9, 400.0], [0.7, 100.0]])
-    assert hypervolume_2d(params, (0.1, 1000.0), [True, False]) == pytest.approx(0.8 * 600 + 0.6 * 300)
+    assert hypervolume(params, (0.1, 1000.0), [True, False]) == pytest.approx(0.8 * 600 + 0.6 * 300)
 
 
 @pytest.mark.parametrize("maximize", [[True, True], [True, False], [False, True]])
@@ -104,7 +104,7 @@ def test_hypervolume_matches_brute_force(maximize: list[bool]) -> None:
         if not maximize[0]:
             reference = (0.8, 0.2)
         expected = brute_hypervolume(points, reference, maximize)
-        assert hypervolume_2d(points, reference, maximize) == pytest.approx(expected, abs=1e-12)
+        assert hypervolume(points, reference, maximize) == pytest.approx(expected, abs=1e-12)
 
 
 def test_step_line_turns_at_the_worse_corner() -> None:
@@ -117,7 +117,7 @@ def test_step_line_turns_at_the_worse_corner() -> None:
 
 def make_run(
     run_id: str, method: str, target: float, seed: int, accuracy: float, sparsity: float, **extra: float
-) -> TrialRun:
+) -> RunRecord:
     params = {
         "pruning.method": method,
         "pruning.target_sparsity": str(target),
@@ -131,7 +131,7 @@ def make_run(
         "nonzero_params": 1000 * (1 - sparsity),
         **extra,
     }
-    return TrialRun(run_id, "1", f"trial-{run_id}", params, metrics, {"method": method, "task": "seq_mnist"})
+    return RunRecord(run_id, "1", f"trial-{run_id}", params, metrics, {"method": method, "task": "seq_mnist"})
 
 
 def test_seed_aggregation_groups_by_config_without_seed() -> None:
@@ -140,7 +140,7 @@ def test_seed_aggregation_groups_by_config_without_seed() -> None:
         make_run("a1", "global_magnitude", 0.9, 1, 0.94, 0.90),
         make_run("b0", "global_magnitude", 0.5, 0, 0.97, 0.50),
         make_run("c0", "random", 0.9, 0, 0.60, 0.90),
-        TrialRun("broken", "1", "broken", {"seed": "2"}, {"sparsity": 0.9}, {"method": "random"}),
+        RunRecord("broken", "1", "broken", {"seed": "2"}, {"sparsity": 0.9}, {"method": "random"}),
     ]
     points = aggregate_seeds(runs, ["test_accuracy", "sparsity"])
     by_label = {p.label: p for p in points}
@@ -148,9 +148,11 @@ def test_seed_aggregation_groups_by_config_without_seed() -> None:
     pair = by_label["global_magnitude@0.9"]
     assert [r.run_id for r in pair.runs] == ["a0", "a1"]
     assert pair.mean["test_accuracy"] == pytest.approx(0.92)
-    assert pair.std["test_accuracy"] == pytest.approx(0.02)
-    assert pair.std["sparsity"] == 0.0
-    assert by_label["random@0.9"].std["test_accuracy"] == 0.0
+    # Sample std (ddof=1): |0.94 - 0.90| / sqrt(2), not the population std's 0.02.
+    assert pair.std["test_accuracy"] == pytest.approx(0.04 / np.sqrt(2))
+    assert pair.std["sparsity"] == 0.0 and pair.n == 2
+    one = by_label["random@0.9"]
+    assert one.std["test_accuracy"] == 0.0 and one.n == 1  # one seed: no spread measured
 
 
 def test_analysis_per_method_fronts_hypervolumes_and_tags() -> None:
@@ -187,7 +189,7 @@ def test_three_objectives_and_bad_objective_counts() -> None:
     ]
     analysis = analyse(runs, ("test_accuracy", "sparsity", "theoretical_speedup"))
     assert len(analysis.points) == 2 and analysis.rank == [1, 1]
-    assert analysis.hypervolume == {}  # 2-D only
+    assert analysis.hypervolume == {}  # no task named: no chance accuracy, so no reference
     with pytest.raises(ValueError, match="two or three"):
         analyse(runs, ("test_accuracy",))
 
@@ -203,11 +205,11 @@ PICK_RUNS = [
 
 
 def test_pick_highest_sparsity_at_an_accuracy() -> None:
-    chosen = pick(PICK_RUNS, Constraint("min_accuracy", 0.97))
+    chosen = pick(PICK_RUNS, Constraint("min_quality", 0.97))
     assert chosen.point is not None and chosen.run is not None
     assert chosen.point.label == "global_magnitude@0.8" and chosen.run.run_id == "g80"
     # The g90 configuration meets 0.955 on average; of its seeds only g90b meets it alone.
-    chosen = pick(PICK_RUNS, Constraint("min_accuracy", 0.955))
+    chosen = pick(PICK_RUNS, Constraint("min_quality", 0.955))
     assert chosen.point is not None and chosen.point.label == "global_magnitude@0.9"
     assert chosen.run is not None and chosen.run.run_id == "g90b"
 
@@ -218,12 +220,12 @@ def test_pick_highest_accuracy_at_a_sparsity_or_budget_and_never_a_dominated_run
     chosen = pick(PICK_RUNS, Constraint("max_params", 120))  # at most 12% of 1000 weights left
     assert chosen.run is not None and chosen.run.run_id == "g90b"
     for bound in np.linspace(0.3, 0.98, 30):
-        result = pick(PICK_RUNS, Constraint("min_accuracy", float(bound)))
+        result = pick(PICK_RUNS, Constraint("min_quality", float(bound)))
         assert result.run is None or result.run.run_id != "r80"
 
 
 def test_pick_without_a_match_names_the_closest_front_points() -> None:
-    chosen = pick(PICK_RUNS, Constraint("min_accuracy", 0.99))
+    chosen = pick(PICK_RUNS, Constraint("min_quality", 0.99))
     assert chosen.point is None and chosen.run is None
     assert chosen.closest[0].label == "global_magnitude@0.5"  # 0.975: nearest to 0.99
     assert all(p.label != "random@0.8" for p in chosen.closest)
@@ -231,7 +233,7 @@ def test_pick_without_a_match_names_the_closest_front_points() -> None:
 
 
 def test_aliases_are_registry_safe() -> None:
-    assert Constraint("min_accuracy", 0.97).alias() == "pick-acc0_97"
+    assert Constraint("min_quality", 0.97, "test_accuracy").alias() == "pick-acc0_97"
     assert Constraint("max_params", 20000).alias() == "pick-params20000"
     assert Constraint("max_params", 2e6).alias() == "pick-params2e06"
 
@@ -242,9 +244,9 @@ def test_pick_bounds_a_lower_is_better_quality_from_above() -> None:
         make_run(f"n{s}", "moduli", s, 0, 0.0, s, test_error_cm=error)
         for s, error in ((0.5, 8.0), (0.8, 9.5), (0.9, 12.0), (0.95, 40.0))
     ]
-    chosen = pick(runs, Constraint("min_accuracy", 10.0, "test_error_cm"))
+    chosen = pick(runs, Constraint("max_quality", 10.0, "test_error_cm"))
     assert chosen.run is not None and chosen.run.run_id == "n0.8"  # sparsest within 10 cm
-    missed = pick(runs, Constraint("min_accuracy", 5.0, "test_error_cm"))
+    missed = pick(runs, Constraint("max_quality", 5.0, "test_error_cm"))
     assert missed.run is None and missed.closest[0].mean["test_error_cm"] == 8.0
 
 
@@ -253,3 +255,31 @@ def test_default_objectives_follow_the_task() -> None:
     assert default_objectives("adding") == ("test_mse", "sparsity")
     assert default_objectives("seq_mnist") == ("test_accuracy", "sparsity")
     assert default_objectives(None) == ("test_accuracy", "sparsity")  # runs of several tasks
+
+
+def test_hypervolume_3d_hand_values() -> None:
+    unit = np.array([[1.0, 1.0, 1.0]])
+    assert hypervolume(unit, (0.0, 0.0, 0.0), [True, True, True]) == pytest.approx(1.0)
+    # Two 2x1x1 boxes sharing the unit cube: 2 + 2 - 1.
+    two = np.array([[2.0, 1.0, 1.0], [1.0, 2.0, 1.0]])
+    assert hypervolume(two, (0.0, 0.0, 0.0), [True, True, True]) == pytest.approx(3.0)
+    # A third along z: inclusion-exclusion 2+2+2 - 1-1-1 + 1; a duplicate adds nothing.
+    three = np.vstack([two, [[1.0, 1.0, 2.0], [1.0, 1.0, 2.0]]])
+    assert hypervolume(three, (0.0, 0.0, 0.0), [True, True, True]) == pytest.approx(4.0)
+    # A minimised third objective (non-zero parameters under a budget of 10).
+    assert hypervolume(np.array([[1.0, 1.0, 4.0]]), (0.0, 0.0, 10.0), [True, True, False]) == pytest.approx(
+        6.0
+    )
+
+
+def test_analysis_reports_the_hypervolume_of_three_objectives() -> None:
+    runs = [
+        make_run("a", "m", 0.5, 0, 0.9, 0.5, theoretical_speedup=1.5),
+        make_run("b", "m", 0.5, 1, 0.9, 0.5, theoretical_speedup=1.2),  # mean speed-up 1.35
+        make_run("c", "m", 0.9, 0, 0.8, 0.9, theoretical_speedup=1.1),
+    ]
+    analysis = analyse(runs, ("test_accuracy", "sparsity", "theoretical_speedup"), task="seq_mnist")
+    assert analysis.reference == (0.1, 0.0, 1.0)
+    # Boxes 0.8x0.5x0.35 and 0.7x0.9x0.1 overlapping in 0.7x0.5x0.1.
+    expected = 0.8 * 0.5 * 0.35 + 0.7 * 0.9 * 0.1 - 0.7 * 0.5 * 0.1
+    assert analysis.hypervolume == {ALL_METHODS: pytest.approx(expected), "m": pytest.approx(expected)}

@@ -12,8 +12,7 @@ from mlflow import MlflowClient
 
 from rnnprune.cli import main
 from rnnprune.models.recurrent import RecurrentNet
-from rnnprune.tracking import TrialRun as TrackedTrial
-from rnnprune.tracking import ensure_experiment, start_parent_run
+from rnnprune.tracking import ChildRun, ensure_experiment, start_parent_run
 
 EXPERIMENT = "pareto-test"
 # (sweep, method, target, seed, test accuracy, sparsity, log a model?)
@@ -73,7 +72,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]
             "seed": seed,
             "pruning": {**trial_dict["pruning"], "method": method, "target_sparsity": target},
         }
-        run = TrackedTrial(
+        run = ChildRun(
             uri,
             experiment_id,
             parents[sweep],
@@ -149,7 +148,7 @@ def test_pick_registers_the_front_run_with_tags_and_alias(
     import mlflow.pytorch
 
     uri, parents = store
-    assert main(["pick", EXPERIMENT, "--min-accuracy", "0.94", "--tracking-uri", uri]) == 0
+    assert main(["pick", EXPERIMENT, "--min-quality", "0.94", "--tracking-uri", uri]) == 0
     assert "models:/pareto-test-pruned@pick-acc0_94" in capsys.readouterr().out
     client = MlflowClient(uri)
     version = client.get_model_version_by_alias("pareto-test-pruned", "pick-acc0_94")
@@ -157,13 +156,20 @@ def test_pick_registers_the_front_run_with_tags_and_alias(
     assert version.tags["run_id"] == expected_run
     assert version.tags["pareto"] == "true" and version.tags["method"] == "global_magnitude"
     assert version.tags["sweep"] == "s1" and float(version.tags["sparsity"]) == 0.9
+    assert version.tags["quality_metric"] == "test_accuracy" and float(version.tags["quality"]) == 0.95
+    assert version.tags["constraint"] == "min_quality=0.94"
     mlflow.set_tracking_uri(uri)
     model = mlflow.pytorch.load_model("models:/pareto-test-pruned@pick-acc0_94")
     assert model(torch.zeros(2, 28, 28)).shape == (2, 10)
 
-    # Nothing reaches 0.99: exit non-zero, name the nearest front points, register nothing new.
+    # Nothing reaches 0.99 (asked with the deprecated flag, which still works): exit non-zero,
+    # name the nearest front points, register nothing new.
     assert main(["pick", EXPERIMENT, "--min-accuracy", "0.99", "--tracking-uri", uri]) == 1
-    assert "closest: global_magnitude@0.5" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "closest: global_magnitude@0.5" in err and "--min-accuracy is deprecated" in err
+    # A bound against the metric's direction is a one-line error naming the flag to use.
+    assert main(["pick", EXPERIMENT, "--max-quality", "0.9", "--tracking-uri", uri]) == 2
+    assert "bound it with --min-quality 0.9" in capsys.readouterr().err
     assert len(client.search_model_versions("name = 'pareto-test-pruned'")) == 1
 
 

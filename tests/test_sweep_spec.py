@@ -117,3 +117,15 @@ def test_metric_defaults_follow_the_task_objective(tmp_path: Path) -> None:
         tmp_path / "mnist", "name: m\nbase: trial.yaml\nscheduler: {kind: asha}\nmethods: {random: {}}\n"
     )
     assert load_spec(classification).spec.scheduler.metric == "val_accuracy"
+
+
+def test_scheduler_mode_defaults_to_the_catalogue_direction_of_any_reported_metric(tmp_path: Path) -> None:
+    # Every metric a trial reports has a direction in the catalogue, so no metric needs `mode`.
+    for metric, mode in (("train_loss", "min"), ("theoretical_speedup", "max"), ("val_loss", "min")):
+        (tmp_path / metric).mkdir()
+        spec = _write_spec(
+            tmp_path / metric,
+            f"name: m\nbase: trial.yaml\nscheduler: {{kind: asha, metric: {metric}}}\n"
+            "methods: {random: {}}\n",
+        )
+        assert load_spec(spec).spec.scheduler.mode == mode

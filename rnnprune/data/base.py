@@ -4,8 +4,8 @@ stack, and the objective that scores it."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +13,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from rnnprune.catalogue import Metric
 from rnnprune.errors import DataError
 from rnnprune.objectives import Classification, Objective
 
@@ -141,7 +142,12 @@ def ensure_fits_in_memory(needed_bytes: int, what: str, fix: str) -> None:
 @dataclass(frozen=True)
 class Task:
     """A registered task: its typed parameters, how to check and load its data, and the
-    objective `load` hands the trainer (known up front, before any data is read)."""
+    objective `load` hands the trainer (known up front, before any data is read).
+
+    `chance` gives the quality of guessing on this task's data, by objective metric name
+    (accuracy 0.1 on ten classes): the hypervolume's reference point. It belongs to the task,
+    not the objective, because one objective serves tasks with different chance levels.
+    """
 
     name: str
     params: type[TaskParams]
@@ -149,7 +155,27 @@ class Task:
     load: Callable[[TaskParams, Path, bool], TaskData]
     description: str
     objective: type[Objective] = Classification
+    chance: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.chance) - set(self.objective.metrics)
+        if unknown:
+            raise ValueError(
+                f"task {self.name}: chance names {sorted(unknown)}, which its objective does not "
+                f"report; use one of {list(self.objective.metrics)}"
+            )
 
     def reported_metrics(self) -> tuple[str, ...]:
         """The task's metrics as trials report them every epoch."""
         return tuple(f"val_{name}" for name in self.objective.metrics)
+
+    def declared_metrics(self) -> tuple[Metric, ...]:
+        """The objective's metrics as this task reports them: its name and chance levels added."""
+        return tuple(
+            replace(m, tasks=frozenset({self.name}), reference=self.chance.get(m.name))
+            for m in self.objective.declares
+        )
+
+    def quality_metric(self) -> Metric:
+        """The metric that ranks this task's models (unprefixed: `accuracy`, `error_cm`)."""
+        return next(m for m in self.declared_metrics() if m.name == self.objective.quality)

@@ -28,7 +28,9 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from rnnprune.catalogue import Metric
 from rnnprune.data.base import Architecture, Split, Task, TaskData, TaskParams, ensure_fits_in_memory
+from rnnprune.objectives import LOSS, DeclaredMetrics
 
 TIME_STEP = 0.02  # seconds per step
 TURN_SD = 11.52  # rad/s: standard deviation of the random turning velocity
@@ -37,6 +39,7 @@ BORDER = 0.03  # m: closer than this to a wall, and heading at it, the animal tu
 WALL_SLOWDOWN = 0.25  # speed factor while turning away from a wall
 DECODING_CELLS = 3  # the position read out is the mean centre of this many top logits
 STREAMS = {"train": 0, "val": 1, "test": 2}
+ERROR_CM = Metric("error_cm", "minimize", "position error (cm)")
 
 
 class NavigationParams(TaskParams):
@@ -107,7 +110,7 @@ class PlaceCells(nn.Module):
 
 
 @dataclass(frozen=True, eq=False)
-class PlaceCellDecoding:
+class PlaceCellDecoding(DeclaredMetrics):
     """Soft-label cross-entropy against the true position's place-cell code; quality is the
     decoding error in cm, averaged over every (trajectory, step) as the reference reports it.
 
@@ -117,9 +120,8 @@ class PlaceCellDecoding:
     """
 
     place_cells: PlaceCells
-    quality: str = "error_cm"
-    maximize: bool = False
-    metrics: ClassVar[tuple[str, ...]] = ("loss", "error_cm")
+    declares: ClassVar[tuple[Metric, ...]] = (LOSS, ERROR_CM)
+    quality_metric: ClassVar[Metric] = ERROR_CM
 
     def _cells(self, device: torch.device) -> PlaceCells:
         if self.place_cells.centres.device != device:

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from mlflow import MlflowClient
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import resolve_data_root
 from rnnprune.errors import ConfigError
-from rnnprune.pareto import publish
+from rnnprune.publish import publish
 from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.scheduler import PerLevelASHA
 from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
@@ -35,16 +34,7 @@ from rnnprune.sweep.trainable import (
     sampled_key,
     sweep_trial,
 )
-from rnnprune.tracking import (
-    check_tracking,
-    child_runs,
-    ensure_experiment,
-    fail_unfinished_children,
-    is_local,
-    mark_trial_failed,
-    resolve_tracking_uri,
-    start_parent_run,
-)
+from rnnprune.tracking import SweepTracking, check_tracking, is_local, resolve_tracking_uri
 
 STATE_FILE = "rnnprune_sweep.json"
 PARETO_DIR = "pareto"
@@ -139,17 +129,14 @@ class TrackingJanitor(tune.Callback):
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
         self.tracking_uri, self.experiment_id, self.parent_run_id = tracking_uri, experiment_id, parent_run_id
 
+    def _tracking(self) -> SweepTracking:
+        return SweepTracking(self.tracking_uri, self.experiment_id, self.parent_run_id)
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        mark_trial_failed(
-            MlflowClient(self.tracking_uri), self.experiment_id, self.parent_run_id, trial.trial_id
-        )
+        self._tracking().mark_trial_failed(trial.trial_id)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        client = MlflowClient(self.tracking_uri)
-        for run in child_runs(client, self.experiment_id, self.parent_run_id):
-            if run.data.tags.get("ray_trial_id") == trial.trial_id and run.info.status != "FINISHED":
-                client.set_tag(run.info.run_id, "rnnprune.stopped_early", "true")
-                client.set_terminated(run.info.run_id, "FINISHED")
+        self._tracking().finish_stopped_trial(trial.trial_id)
 
 
 def _git_commit() -> str:
@@ -228,15 +215,15 @@ def run_sweep(
             f"or give the spec a new `name` (existing results are kept)"
         )
 
-    client = MlflowClient(uri)
-    experiment_id = ensure_experiment(client, spec.experiment, uri, workdir)
-    parent_run_id = start_parent_run(
-        client,
-        experiment_id,
+    tracking = SweepTracking.open(
+        uri,
+        spec.experiment,
+        workdir,
         spec.name,
         {"sweep": spec.name, "git_commit": _git_commit(), "spec_digest": loaded.digest[:16]},
         state["parent_run_id"] if state else None,
     )
+    experiment_id, parent_run_id = tracking.experiment_id, tracking.parent_run_id
     if state is None:
         experiment_dir.mkdir(parents=True, exist_ok=True)
         state_path.write_text(
@@ -250,8 +237,9 @@ def run_sweep(
                 indent=2,
             )
         )
-        client.log_text(parent_run_id, loaded.text, f"sweep/{spec_path.name}")
-        client.log_dict(parent_run_id, loaded.base, "sweep/base_trial.json")
+        tracking.log_documents(
+            {f"sweep/{spec_path.name}": loaded.text}, {"sweep/base_trial.json": loaded.base}
+        )
 
     context = SweepContext(loaded, uri, experiment_id, parent_run_id, spec.tracking.log_models)
     trainable = tune.with_resources(
@@ -294,10 +282,11 @@ def run_sweep(
             )
         results = tuner.fit()
         errors = len(results.errors)
-        fail_unfinished_children(client, experiment_id, parent_run_id)
-        rows = summary_rows(client, experiment_id, parent_run_id)
-        client.log_metric(parent_run_id, "trials_finished", sum(r["status"] == "FINISHED" for r in rows))
-        client.log_metric(parent_run_id, "trials_failed", errors)
+        tracking.fail_unfinished_children()
+        rows = summary_rows(tracking)
+        tracking.log_metrics(
+            {"trials_finished": sum(r["status"] == "FINISHED" for r in rows), "trials_failed": errors}
+        )
         publish(uri, spec.name, experiment_dir / PARETO_DIR)  # front tags, hypervolumes, dashboard
         status = "FINISHED" if errors == 0 else "FAILED"
         return SweepOutcome(experiment_dir, uri, experiment_id, parent_run_id, rows, errors)
@@ -305,22 +294,22 @@ def run_sweep(
         status = "KILLED"
         raise
     finally:
-        client.set_terminated(parent_run_id, status)
+        tracking.finish(status)
         ray.shutdown()
 
 
-def summary_rows(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[dict[str, Any]]:
+def summary_rows(tracking: SweepTracking) -> list[dict[str, Any]]:
     """One row per trial with its task's quality metric (`accuracy`, `error_cm`, `mse`...)."""
     rows = []
-    for run in child_runs(client, experiment_id, parent_run_id):
-        metrics, tags = run.data.metrics, run.data.tags
+    for run in tracking.trial_runs():
+        metrics, tags = run["metrics"], run["tags"]
         task = task_registry.registered_tasks.get(tags.get("task", ""))
-        quality = task.objective.quality if task is not None else "accuracy"
+        quality = task.quality_metric().name if task is not None else "accuracy"
         rows.append(
             {
-                "run": run.info.run_name,
-                "run_id": run.info.run_id,
-                "status": run.info.status,
+                "run": run["run_name"],
+                "run_id": run["run_id"],
+                "status": run["status"],
                 "method": tags.get("method"),
                 "target": float(tags.get("target_sparsity", "nan")),
                 "seed": tags.get("seed"),

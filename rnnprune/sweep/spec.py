@@ -33,20 +33,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rnnprune import catalogue
 from rnnprune.config import TrialConfig, read_yaml, validate_config, with_values
 from rnnprune.data import registry as task_registry
 from rnnprune.errors import ConfigError
-from rnnprune.pareto import OBJECTIVES as PARETO_OBJECTIVES
 from rnnprune.pruning import registry as method_registry
 
-EPOCH_METRICS = (
-    "train_loss",
-    "sparsity",
-    "sparsity_total",
-    "compression_ratio",
-    "theoretical_speedup",
-    "nonzero_params",
-)
+EPOCH_METRICS = tuple(m.name for m in catalogue.COMMON if m.per_epoch)
 """Metrics every trial reports each epoch, whatever its task; the task adds its own
 (`val_<metric>` of its objective: `val_loss`, `val_accuracy`, `val_error_cm`, ...)."""
 
@@ -94,7 +87,9 @@ class Sampled(_Strict):
 Axis = list[Any] | Sampled
 
 
-class Objective(_Strict):
+class SearchObjective(_Strict):
+    """One metric Optuna optimises, and which way."""
+
     metric: str = Field(description="A metric every trial reports each epoch.")
     mode: Literal["max", "min"]
 
@@ -107,7 +102,7 @@ class Search(_Strict):
     num_samples: int = Field(
         default=1, ge=1, description="Repeats of the grid (grid/random); trials (optuna)."
     )
-    objectives: list[Objective] | None = Field(
+    objectives: list[SearchObjective] | None = Field(
         default=None,
         min_length=1,
         description="Optuna objectives (several = multi-objective); default: the task's "
@@ -365,15 +360,18 @@ def _with_task_metrics(
     """The spec with metric defaults taken from the task's objective, and every metric checked
     against what the task's trials report (the task is known only once the base is read)."""
     task = task_registry.get(task_name)
-    quality = Objective(
-        metric=f"val_{task.objective.quality}", mode="max" if task.objective.maximize else "min"
-    )
+    validation = catalogue.quality(task, "val_")
+    quality = SearchObjective(metric=validation.name, mode=validation.mode)
     reported = dict.fromkeys((quality.metric, *task.reported_metrics(), *EPOCH_METRICS))
 
     def problem(loc: tuple[str, ...], message: str) -> ConfigError:
         return ConfigError(f"invalid sweep spec:\n  {path}{_where(lines, loc)}: {'.'.join(loc)}: {message}")
 
-    objectives = spec.search.objectives or [quality, Objective(metric="sparsity", mode="max")]
+    sparsity = catalogue.metric("sparsity")
+    objectives = spec.search.objectives or [
+        quality,
+        SearchObjective(metric=sparsity.name, mode=sparsity.mode),
+    ]
     metric = spec.scheduler.metric or quality.metric
     named = [(("scheduler", "metric"), metric)] + [
         (("search", "objectives", str(i), "metric"), o.metric) for i, o in enumerate(objectives)
@@ -383,16 +381,8 @@ def _with_task_metrics(
             raise problem(
                 loc, f"unknown metric {name!r}; trials of task {task_name!r} report {', '.join(reported)}"
             )
-    mode = spec.scheduler.mode
-    if mode is None:
-        if metric == quality.metric:
-            mode = quality.mode
-        elif metric in PARETO_OBJECTIVES:
-            mode = "max" if PARETO_OBJECTIVES[metric].maximize else "min"
-        else:
-            raise problem(
-                ("scheduler", "mode"), f"say whether {metric!r} is better large or small: max or min"
-            )
+    # Every reported metric is in the catalogue (checked above), so its direction is known.
+    mode = spec.scheduler.mode or catalogue.metric(metric, task).mode
     scheduler = spec.scheduler.model_copy(update={"metric": metric, "mode": mode})
     return spec.model_copy(
         update={"scheduler": scheduler, "search": spec.search.model_copy(update={"objectives": objectives})}

@@ -18,7 +18,7 @@ from typing import Any
 from ray import tune
 
 from rnnprune.sweep.spec import LoadedSpec
-from rnnprune.tracking import TrialRun, warm_up
+from rnnprune.tracking import ChildRun, warm_up
 from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult, load_model, run_trial
 
 # What `worker_setup` warms, set by the sweep driver for its Ray workers.
@@ -81,7 +81,7 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
         with checkpoint.as_directory() as directory:
             shutil.copy2(Path(directory) / CHECKPOINT, output / CHECKPOINT)
 
-    run = TrialRun(
+    run = ChildRun(
         context.tracking_uri,
         context.experiment_id,
         context.parent_run_id,

@@ -1,0 +1,127 @@
+"""Pareto results against MLflow: read a sweep's runs, tag them, log the front and the
+dashboard to the parent run(s), register a pick.
+
+The analysis itself is `rnnprune.pareto` (pure); every MLflow call goes through
+`rnnprune.tracking`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnnprune.dashboard import write_dashboard
+from rnnprune.pareto import (
+    Constraint,
+    FrontAnalysis,
+    Pick,
+    RunRecord,
+    analyse,
+    as_plain,
+    default_objectives,
+    format_front,
+    pick,
+    quality_objective,
+    run_tags,
+    task_of,
+)
+from rnnprune.tracking import (
+    OUTPUTS_TAG,
+    TrackingError,
+    log_to_parent,
+    register_run_model,
+    run_url,
+    set_run_tags,
+    sweep_scope,
+    ui_base,
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    scope: str  # "sweep" or "experiment"
+    analysis: FrontAnalysis
+    files: list[Path]  # local copies of the dashboard and front
+    parent_run_ids: list[str]
+
+
+def read_runs(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], list[RunRecord]]:
+    """(scope kind, parent runs, finished trial runs) of a sweep or of every sweep of an experiment."""
+    kind, parents, children = sweep_scope(tracking_uri, name)
+    return kind, parents, [RunRecord(**child) for child in children]
+
+
+def publish(
+    tracking_uri: str,
+    name: str,
+    output_dir: Path,
+    objectives: Sequence[str] | None = None,
+    ui_url: str | None = None,
+) -> Published:
+    """`rnnprune pareto`: tag every run with its front membership, and log hypervolumes and the
+    dashboard to the parent run(s). Over an experiment, each sweep's parent gets the
+    experiment-wide front under `pareto/<experiment>/` and metrics prefixed `experiment.`."""
+    kind, parents, runs = read_runs(tracking_uri, name)
+    task = task_of(runs)
+    objectives = objectives or default_objectives(task)
+    analysis = analyse(runs, objectives, task)
+    set_run_tags(tracking_uri, run_tags(analysis, f"{kind}:{name}"))
+    base = ui_url or ui_base(tracking_uri)
+    folder = Path(output_dir)
+    files = write_dashboard(
+        runs,
+        quality_objective(objectives, task),
+        lambda r: run_url(base, r.experiment_id, r.run_id),
+        f"Pareto view: {kind} {name}",
+        folder,
+    )
+    (folder / "front.json").write_text(json.dumps(as_plain(analysis), indent=1))
+    (folder / "front.txt").write_text(format_front(analysis) + "\n")
+    files += [folder / "front.json", folder / "front.txt"]
+    prefix, artifact_dir = ("", "pareto") if kind == "sweep" else ("experiment.", f"pareto/{name}")
+    metrics = {f"{prefix}hypervolume.{method}": volume for method, volume in analysis.hypervolume.items()}
+    metrics[f"{prefix}pareto_front_size"] = float(sum(r == 1 for r in analysis.rank))
+    for parent in parents:
+        log_to_parent(tracking_uri, parent["run_id"], metrics, files, artifact_dir)
+    return Published(kind, analysis, files, [p["run_id"] for p in parents])
+
+
+@dataclass(frozen=True)
+class Registered:
+    pick: Pick
+    model_name: str = ""
+    version: str = ""
+    alias: str = ""
+
+
+def pick_and_register(tracking_uri: str, name: str, constraint: Constraint, model_name: str) -> Registered:
+    """`rnnprune pick`: register the chosen Pareto-optimal run's model with tags and an alias."""
+    _, _, runs = read_runs(tracking_uri, name)
+    chosen = pick(runs, constraint)
+    if chosen.run is None or chosen.point is None:
+        return Registered(chosen)
+    if chosen.run.tags.get(OUTPUTS_TAG) != "true":
+        raise TrackingError(
+            f"run {chosen.run.run_id} is the pick but has no logged model (sweep with tracking.log_models)"
+        )
+    resolved = chosen.constraint  # its quality metric filled in from the runs' task
+    quality = resolved.quality_metric or ""
+    metrics = chosen.run.metrics
+    tags = {
+        "method": chosen.point.method,
+        "sparsity": f"{metrics['sparsity']:.6g}",
+        "quality": f"{metrics[quality]:.6g}",
+        "quality_metric": quality,
+        "nonzero_params": f"{metrics.get('nonzero_params', float('nan')):.0f}",
+        "target_sparsity": chosen.run.params.get("pruning.target_sparsity", ""),
+        "sweep": chosen.run.tags.get("sweep", ""),
+        "run_id": chosen.run.run_id,
+        "pareto": "true",
+        "constraint": f"{resolved.kind}={resolved.bound:g}",
+    }
+    alias = resolved.alias()
+    version = register_run_model(tracking_uri, chosen.run.run_id, model_name, tags, alias)
+    return Registered(chosen, model_name, version, alias)
