@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch.nn import functional as F
 
-from rnnprune.catalogue import Metric
+from rnnprune.metric_declarations import Metric
 
 LOSS = Metric("loss", "minimize", "loss")
 ACCURACY = Metric("accuracy", "maximize", "accuracy")

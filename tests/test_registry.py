@@ -70,11 +70,12 @@ def test_a_broken_entry_point_names_its_import_error(site: Path) -> None:
         _tasks().lookup("broken")
 
 
-def test_built_in_names_load_only_when_used() -> None:
-    sys.modules.pop("rnnprune.data.language_model", None)
-    assert "word_lm" in registered_tasks
+def test_built_in_names_load_only_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "rnnprune.data.language_model", raising=False)
+    tasks = Registry("task", Task, {"word_lm": "rnnprune.data.language_model:TASK"})
+    assert "word_lm" in tasks and tasks.names() == ["word_lm"]
     assert "rnnprune.data.language_model" not in sys.modules
-    assert registered_tasks.lookup("word_lm").name == "word_lm"
+    assert tasks.lookup("word_lm").name == "word_lm"
     assert "rnnprune.data.language_model" in sys.modules
 
 

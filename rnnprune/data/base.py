@@ -13,8 +13,8 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from rnnprune.catalogue import Metric
 from rnnprune.errors import DataError
+from rnnprune.metric_declarations import Metric
 from rnnprune.objectives import Classification, Objective
 
 DATA_DIR_ENV = "RNNPRUNE_DATA_DIR"

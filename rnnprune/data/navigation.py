@@ -28,8 +28,8 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from rnnprune.catalogue import Metric
 from rnnprune.data.base import Architecture, Split, Task, TaskData, TaskParams, ensure_fits_in_memory
+from rnnprune.metric_declarations import Metric
 from rnnprune.objectives import LOSS, DeclaredMetrics
 
 TIME_STEP = 0.02  # seconds per step
