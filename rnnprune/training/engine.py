@@ -95,7 +95,7 @@ class PhaseRun:
 
     def lr_at(self, step: int) -> float:
         settings = self.phase.optimizer
-        return self.plateau.scale * learning_rate(settings, step, *self.phase.lr_cycles.bounds(step))
+        return self.plateau.scale * learning_rate(settings, step, *self.phase.cycle_bounds(step))
 
     def state_dict(self) -> dict[str, Any]:
         """The phase's checkpoint: everything it needs to continue after the current epoch."""
@@ -223,4 +223,4 @@ def run_phase(
 
 def _after_last_step(run: PhaseRun) -> None:
     for hook in run.hooks:
-        hook.before_step(run.phase.lr_cycles.steps, run.model, run.optimizer)
+        hook.before_step(run.phase.steps, run.model, run.optimizer)

@@ -10,6 +10,7 @@ here and a hook, not another loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rnnprune.config import TrialConfig
 from rnnprune.pruning.base import MethodParams, WeightKind
@@ -21,19 +22,6 @@ from rnnprune.training.loop import OptimizerSettings
 def steps_per_epoch(examples: int, batch_size: int) -> int:
     """Optimizer steps in one pass over `examples` (the last batch may be short)."""
     return -(-examples // batch_size)
-
-
-@dataclass(frozen=True)
-class LrCycles:
-    """The phase's learning-rate cycles (cosine to zero, or flat, by its optimizer settings):
-    one starts at each of `starts` (phase steps, the first 0) and runs until the next start,
-    the last until the phase's last step `steps`. An iterative round restarts the cycle."""
-
-    starts: tuple[int, ...]
-    steps: int
-
-    def bounds(self, step: int) -> tuple[int, int]:
-        return cycle_bounds(self.starts, step, self.steps)
 
 
 @dataclass(frozen=True)
@@ -81,7 +69,7 @@ class MaskSchedule:
     rewind_epoch: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Phase:
     """One phase of training, all the engine needs to run it.
 
@@ -93,19 +81,29 @@ class Phase:
     name: str
     epochs: int
     draw: str
-    epoch_offset: int
+    epoch_offset: int = 0
     batch_size: int
     steps_per_epoch: int
     optimizer: OptimizerSettings  # with the plateau rule (`lr_schedule: plateau`, its factor)
-    lr_cycles: LrCycles
+    # Phase steps where a learning-rate cycle (cosine to zero, or flat) starts; each runs to
+    # the next start, the last to the end of the phase. An iterative round restarts it.
+    cycle_starts: tuple[int, ...] = (0,)
     start: WeightSource
     regularizer: RegularizerDraw | None
-    masks: MaskSchedule | None
+    masks: MaskSchedule | None = None
     # The pool whose sparsity each epoch reports, with its number and the latest mask event's
     # diagnostics; None: the epoch reports its losses only (the dense phase, as it always has).
     pool: tuple[WeightKind, ...] | None
     # Prefix under which the trial reports this phase's final model (val and test), if it does.
     final_prefix: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.epochs * self.steps_per_epoch
+
+    def cycle_bounds(self, step: int) -> tuple[int, int]:
+        """First and one-past-last step of the learning-rate cycle containing `step`."""
+        return cycle_bounds(self.cycle_starts, step, self.steps)
 
 
 @dataclass(frozen=True)
@@ -143,30 +141,25 @@ def compile_plan(config: TrialConfig, steps_per_epoch: int) -> TrialPlan:
     def regularizer(draw: str, from_dense: bool = False) -> RegularizerDraw | None:
         return RegularizerDraw(method, params, draw, from_dense) if config.regularizes else None
 
-    dense = Phase(
+    def phase(**settings: Any) -> Phase:
+        return Phase(batch_size=training.batch_size, steps_per_epoch=steps_per_epoch, **settings)
+
+    dense = phase(
         name="dense",
         epochs=training.epochs,
         draw="dense",
-        epoch_offset=0,
-        batch_size=training.batch_size,
-        steps_per_epoch=steps_per_epoch,
         optimizer=optimizer_settings(training),
-        lr_cycles=LrCycles((0,), training.epochs * steps_per_epoch),
         start=FreshInit("init"),
         regularizer=regularizer("regularizer"),
-        masks=None,
         pool=None,
     )
     ticket_epochs = training.epochs + schedule.epochs if pruning.lottery else 0
-    prune = Phase(
+    prune = phase(
         name="prune",
         epochs=schedule.epochs,
         draw="prune",
-        epoch_offset=0,
-        batch_size=training.batch_size,
-        steps_per_epoch=steps_per_epoch,
         optimizer=optimizer_settings(training, pruning.lr),
-        lr_cycles=LrCycles(schedule.cycle_starts, schedule.epochs * steps_per_epoch),
+        cycle_starts=schedule.cycle_starts,
         start=DenseWeights(),
         # The same draw as the dense phase: the penalty keeps its structure across phases.
         regularizer=regularizer("regularizer", from_dense=True),
@@ -176,19 +169,15 @@ def compile_plan(config: TrialConfig, steps_per_epoch: int) -> TrialPlan:
     )
     if ticket_epochs == 0:
         return TrialPlan((dense, prune))
-    lottery = Phase(
+    lottery = phase(
         name="lottery",
         epochs=ticket_epochs,
         draw="prune",
         epoch_offset=schedule.epochs,
-        batch_size=training.batch_size,
-        steps_per_epoch=steps_per_epoch,
         optimizer=optimizer_settings(training),
-        lr_cycles=LrCycles((0,), ticket_epochs * steps_per_epoch),
         start=FreshInit("lottery-init", keep_masks=True),
         # A new draw, as the reference does: the ticket's penalty is unrelated to its mask.
         regularizer=regularizer("lottery-regularizer"),
-        masks=None,
         pool=pruning.scope,
     )
     return TrialPlan((dense, prune, lottery))
