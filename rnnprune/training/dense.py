@@ -5,7 +5,7 @@ training hyperparameters, seed, and the method's regularizer when it has one) an
 by a file lock, so concurrent trials that need the same dense model wait for the one that
 trains it instead of training it again. An entry keeps the weights after every epoch
 (epoch 0 = initialisation) for lottery-ticket rewinding, and resumes from its last epoch if
-the process training it dies.
+the process training it dies. The phase engine trains it, like every other phase.
 """
 
 from __future__ import annotations
