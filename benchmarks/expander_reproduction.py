@@ -35,7 +35,7 @@ from rnnprune.data.base import TaskData
 from rnnprune.graphs import graph_metrics
 from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.stats import seed_stats
-from rnnprune.training.dense import build_model
+from rnnprune.training.factories import build_model
 from rnnprune.training.loop import evaluate
 from rnnprune.training.runner import EpochReport, load_task_data, run_trial
 

@@ -27,6 +27,7 @@ from rnnprune.models import RecurrentNet
 from rnnprune.objectives import MeanSquaredError
 from rnnprune.pruning.moduli import ModuliParams, build_regularizer
 from rnnprune.regularization import Regularizer
+from rnnprune.training.hooks import PenaltyHook, TrainingHook
 from rnnprune.training.loop import OptimizerSettings, make_optimizer, train_steps
 
 PLACE_CELLS = 128
@@ -72,7 +73,11 @@ def main() -> None:
         ),
     }
     settings = OptimizerSettings("adamw", 1e-3, 0.0, 0.01, "constant", None)
-    optimizers = {name: make_optimizer(models[name], settings, regularizers[name]) for name in models}
+    hooks: dict[str, tuple[TrainingHook, ...]] = {
+        name: () if regularizer is None else (PenaltyHook(regularizer),)
+        for name, regularizer in regularizers.items()
+    }
+    optimizers = {name: make_optimizer(models[name], settings, hooks[name]) for name in models}
     inputs = torch.randn(args.batch, args.seq, args.features)
     targets = torch.rand(args.batch, args.seq, PLACE_CELLS)
     objective = MeanSquaredError()
@@ -87,7 +92,7 @@ def main() -> None:
             0,
             lambda _: settings.lr,
             objective,
-            regularizer=regularizers[name],
+            hooks[name],
         )
         return (time.perf_counter() - start) / args.steps
 

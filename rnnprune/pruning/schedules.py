@@ -3,7 +3,8 @@ ramp) and linear (a ramp in equal steps at epoch starts, as Mackey et al. prune)
 
 Every schedule turns into a `PruningPlan`: the number of epochs of the pruning phase and
 the optimizer steps at which masks are recomputed, with the pool sparsity to reach there.
-The trainer runs any plan with one loop, so every method works under every schedule.
+The trial plan (`rnnprune.training.plan`) turns it into the pruning phase's mask events and
+learning-rate cycles, which one engine runs, so every method works under every schedule.
 """
 
 from __future__ import annotations
@@ -36,21 +37,24 @@ class PruningPlan:
     events: tuple[PruningEvent, ...]
     rewind_epoch: int | None = None
 
-    def events_by_step(self) -> dict[int, PruningEvent]:
-        return {event.step: event for event in self.events}
-
     @functools.cached_property
-    def _cycle_starts(self) -> tuple[int, ...]:
+    def cycle_starts(self) -> tuple[int, ...]:
+        """Steps where a learning-rate cycle starts: 0 and every restarting event after it."""
         return (0, *sorted({e.step for e in self.events if e.restart and e.step > 0}))
 
     def segment_bounds(self, step: int, total_steps: int) -> tuple[int, int]:
-        """First and one-past-last step of the learning-rate cycle containing `step`.
+        """First and one-past-last step of the learning-rate cycle containing `step`."""
+        return cycle_bounds(self.cycle_starts, step, total_steps)
 
-        Asked before every optimizer step, so the cycle starts are computed once.
-        """
-        starts = self._cycle_starts
-        index = bisect.bisect_right(starts, step) - 1
-        return starts[index], (starts[index + 1] if index + 1 < len(starts) else total_steps)
+
+def cycle_bounds(starts: tuple[int, ...], step: int, end: int) -> tuple[int, int]:
+    """First and one-past-last step of the cycle containing `step`, of cycles beginning at
+    the sorted `starts` (the first is 0) and the last running until `end`.
+
+    Asked before every optimizer step, so it bisects rather than scans.
+    """
+    index = bisect.bisect_right(starts, step) - 1
+    return starts[index], (starts[index + 1] if index + 1 < len(starts) else end)
 
 
 class _Schedule(BaseModel):

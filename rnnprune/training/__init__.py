@@ -1,4 +1,4 @@
-"""Training: the inner loop, the cached dense phase, and the trial runner."""
+"""Training: the trial plan, the phase engine and its hooks, the cached dense phase, the runner."""
 
 from rnnprune.training.runner import EpochReport, TrialResult, run_trial
 

@@ -1,22 +1,25 @@
 """The inner loop: optimizer steps with masks re-applied after each, and evaluation.
 
-The loss is the task's objective plus, when the method regularises, its penalty; the loop
+The loss is the task's objective plus the penalties of the phase's training hooks; the loop
 knows neither which task nor which method it serves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from rnnprune.data.base import Split
+from rnnprune.data.base import Split, TaskData
 from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.objectives import Objective
-from rnnprune.regularization import Regularizer
+
+if TYPE_CHECKING:  # hooks are only called here; their module builds on this one's settings
+    from rnnprune.training.hooks import TrainingHook
 
 
 @dataclass(frozen=True)
@@ -52,12 +55,11 @@ class Plateau:
 
 
 def make_optimizer(
-    model: nn.Module, settings: OptimizerSettings, regularizer: Regularizer | None = None
+    model: nn.Module, settings: OptimizerSettings, hooks: Sequence[TrainingHook] = ()
 ) -> torch.optim.Optimizer:
-    """The optimizer over the model's parameters and any learnable regularizer state."""
-    params: Iterable[nn.Parameter] = list(model.parameters())
-    if regularizer is not None:
-        params = [*params, *regularizer.parameters()]
+    """The optimizer over the model's parameters and any learnable hook state (a trainable
+    regularizer's embedding)."""
+    params: Iterable[nn.Parameter] = [*model.parameters(), *(p for hook in hooks for p in hook.parameters())]
     if settings.name == "adam":
         return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     if settings.name == "adamw":
@@ -84,44 +86,51 @@ def train_steps(
     first_step: int,
     lr_at: Callable[[int], float],
     objective: Objective,
-    before_step: Callable[[int], None] | None = None,
-    regularizer: Regularizer | None = None,
-) -> tuple[dict[str, float], int]:
-    """One pass over `batches`; returns (mean training losses, next step index).
+    hooks: Sequence[TrainingHook] = (),
+) -> dict[str, float]:
+    """One pass over `batches`, steps numbered from `first_step`; returns the mean losses.
 
-    `before_step(step)` runs before each optimizer step (pruning events hook in there).
-    The losses are `train_loss` (objective plus penalty, what was minimised) and, with a
-    regularizer, `train_task_loss` and `train_penalty` apart.
+    The losses are `train_loss` (objective plus penalties, what was minimised) and, when a
+    hook penalises, `train_task_loss` and `train_penalty` apart.
     """
     model.train()
-    task_total, penalty_total, seen, step = 0.0, 0.0, 0, first_step
+    task_total, penalty_total, seen, step, penalised = 0.0, 0.0, 0, first_step, False
     for inputs, targets in batches:
-        if before_step is not None:
-            before_step(step)
+        # 1. hooks act on the weights (mask events) before the step's lr and forward pass
+        for hook in hooks:
+            hook.before_step(step, model, optimizer)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step)
+        # 2. the loss: the task's, plus every hook's penalty
         task_loss = objective.loss(model(inputs), targets)
         loss = task_loss
-        if regularizer is not None:
-            penalty = regularizer.penalty(model)
+        penalties = [penalty for hook in hooks if (penalty := hook.penalty(model)) is not None]
+        if penalties:
+            penalty = penalties[0]
+            for more in penalties[1:]:
+                penalty = penalty + more
             loss = task_loss + penalty
             penalty_total += penalty.item() * len(targets)
+            penalised = True
+        # 3. dense gradients (hooks read them before clipping), the step, masks re-applied
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        for hook in hooks:
+            hook.after_backward(model)
         if settings.grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         model.apply_masks(optimizer)
-        if regularizer is not None:
-            regularizer.after_step()
+        for hook in hooks:
+            hook.after_step(model, optimizer)
         task_total += task_loss.item() * len(targets)
         seen += len(targets)
         step += 1
     seen = max(seen, 1)
     losses = {"train_loss": (task_total + penalty_total) / seen}
-    if regularizer is not None:
+    if penalised:
         losses.update(train_task_loss=task_total / seen, train_penalty=penalty_total / seen)
-    return losses, step
+    return losses
 
 
 # Outputs held at once while evaluating (128 MiB of float32 logits): a language model reading
@@ -144,3 +153,12 @@ def evaluate(model: RecurrentNet, split: Split, objective: Objective) -> dict[st
         for key, value in objective.totals(model(inputs), targets).items():
             totals[key] = totals.get(key, 0.0) + value
     return objective.summarise(totals)
+
+
+def evaluate_splits(model: RecurrentNet, data: TaskData, prefix: str = "") -> dict[str, float]:
+    """`{prefix}val_<metric>` and `{prefix}test_<metric>` of `model`."""
+    return {
+        f"{prefix}{name}_{key}": value
+        for name, split in (("val", data.val), ("test", data.test))
+        for key, value in evaluate(model, split, data.objective).items()
+    }

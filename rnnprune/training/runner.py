@@ -1,9 +1,11 @@
-"""One whole trial: data -> dense model (cached) -> pruning schedule -> final metrics.
+"""One whole trial: data -> plan -> its phases in order (the dense one cached) -> final metrics.
 
-With `pruning.lottery`, a last phase re-initialises the weights, keeps the final masks and
-retrains (the lottery-ticket control); the trial then reports the ticket.
+The config compiles into a trial plan (`rnnprune.training.plan`): the dense phase, the
+pruning schedule's phase and, with `pruning.lottery`, the lottery-ticket control (fresh
+weights under the final masks, retrained); the trial then reports the ticket. The phase
+engine (`rnnprune.training.engine`) trains each phase.
 
-The runner knows nothing of Ray or MLflow. It reports each pruning-phase epoch to a
+The runner knows nothing of Ray or MLflow. It reports each epoch after the dense phase to a
 callback (the sweep layer forwards that to Tune and MLflow), writes a resumable checkpoint
 after every epoch, and picks up from it when run again on the same output directory.
 A finished trial is not run twice: its metrics are read back.
@@ -11,9 +13,9 @@ A finished trial is not run twice: its metrics are read back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,32 +29,20 @@ from rnnprune.errors import ConfigError
 from rnnprune.graphs import graph_metrics
 from rnnprune.metrics import sparsity_report
 from rnnprune.models.recurrent import RecurrentNet
-from rnnprune.pruning import registry as method_registry
-from rnnprune.pruning.schedules import PruningPlan
-from rnnprune.regularization import Regularizer
-from rnnprune.training.dense import (
-    DenseModel,
-    EpochCallback,
-    build_model,
-    build_regularizer,
-    dense_model,
-    optimizer_settings,
+from rnnprune.training.dense import DenseModel, EpochCallback, dense_model
+from rnnprune.training.engine import (
+    PhaseEnv,
+    PhaseOutcome,
+    PhaseRun,
+    load_checkpoint,
+    run_phase,
+    save_checkpoint,
+    start_phase,
 )
-from rnnprune.training.loop import (
-    OptimizerSettings,
-    Plateau,
-    evaluate,
-    learning_rate,
-    make_optimizer,
-    train_steps,
-)
-from rnnprune.training.state import (
-    atomic_torch_save,
-    atomic_write_json,
-    derived_seed,
-    generator,
-    resolve_device,
-)
+from rnnprune.training.factories import build_model
+from rnnprune.training.loop import evaluate_splits
+from rnnprune.training.plan import TrialPlan, compile_plan, steps_per_epoch
+from rnnprune.training.state import atomic_torch_save, atomic_write_json, resolve_device
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -101,11 +91,12 @@ def run_trial(
     device = resolve_device(config.device)
     data = load_task_data(config).to(device)
     _check_scope(config, data)
-    dense = dense_model(config, data, device, on_dense_epoch)
-    trial = _PruningPhase(config, data, dense, device)
-    if checkpoint is not None:
-        trial.restore(checkpoint)
-    return trial.run(output_dir, callback)
+    plan = compile_plan(config, steps_per_epoch(len(data.train), config.training.batch_size))
+    env = PhaseEnv(data, config.seed, lambda draw: build_model(config, data, draw).to(device))
+    dense = dense_model(config, plan.dense, env, on_dense_epoch)
+    return _run_phases(
+        config, plan, dataclasses.replace(env, dense=dense), dense, output_dir, checkpoint, callback
+    )
 
 
 def _check_scope(config: TrialConfig, data: TaskData) -> None:
@@ -156,7 +147,7 @@ def _read_checkpoint(config: TrialConfig, output_dir: Path) -> dict[str, Any] | 
     path = output_dir / CHECKPOINT
     if not path.is_file():
         return None
-    state = torch.load(path, weights_only=False, map_location="cpu")
+    state = load_checkpoint(path)
     if state["config_hash"] != config.hash():
         raise ConfigError(
             f"output: {output_dir} holds a checkpoint of a different trial config; "
@@ -165,188 +156,67 @@ def _read_checkpoint(config: TrialConfig, output_dir: Path) -> dict[str, Any] | 
     return state
 
 
-class _PruningPhase:
-    """The pruning phase's state (and the lottery phase's), advanced one epoch at a time."""
+def _run_phases(
+    config: TrialConfig,
+    plan: TrialPlan,
+    env: PhaseEnv,
+    dense: DenseModel,
+    output_dir: Path,
+    checkpoint: dict[str, Any] | None,
+    callback: TrialCallback | None,
+) -> TrialResult:
+    """Run the trial's phases after the dense one, from `checkpoint` when there is one; the
+    last epoch of the last phase finishes the trial before it is reported."""
+    done = [PhaseOutcome(**outcome) for outcome in checkpoint["done"]] if checkpoint is not None else []
+    # The state the previous phase ended with; a resumed phase's own state holds its masks.
+    previous: Mapping[str, torch.Tensor] | None = checkpoint["model"] if checkpoint is not None else None
+    path = output_dir / CHECKPOINT
+    result: TrialResult | None = None
+    run: PhaseRun | None = None
+    for phase in plan.trial_phases[len(done) :]:
+        run = start_phase(phase, env, previous, done[-1].diagnostics if done else {})
+        if checkpoint is not None:  # the phase the trial stopped in
+            run.load_state_dict(checkpoint)
+            checkpoint = None
+        header = {"config_hash": config.hash(), "phase": phase.name, "done": [asdict(o) for o in done]}
+        last = phase is plan.trial_phases[-1]
 
-    def __init__(self, config: TrialConfig, data: TaskData, dense: DenseModel, device: torch.device):
-        self.config, self.data, self.dense = config, data, dense
-        self.objective = data.objective
-        self.model: RecurrentNet = build_model(config, data).to(device)
-        self.model.load_state_dict(dense.final_state)
-        # The same draw as the dense phase: the penalty keeps its structure across phases.
-        self.regularizer: Regularizer | None = build_regularizer(config, self.model)
-        if self.regularizer is not None and dense.regularizer_state is not None:
-            self.regularizer.load_state_dict(dense.regularizer_state)
-        self.method = method_registry.get(config.pruning.method)
-        self.pool_names = [w.name for w in self.model.prunable_weights(config.pruning.scope)]
-        self.steps_per_epoch = -(-len(data.train) // config.training.batch_size)
-        self.plan: PruningPlan = config.pruning.schedule.plan(
-            config.pruning.target_sparsity, self.steps_per_epoch
-        )
-        # The ticket trains from scratch for the whole budget: dense epochs + pruning epochs.
-        self.lottery_epochs = config.training.epochs + self.plan.epochs if config.pruning.lottery else 0
-        self.settings: OptimizerSettings = optimizer_settings(config, config.pruning.lr)
-        self.optimizer = make_optimizer(self.model, self.settings, self.regularizer)
-        self.epoch, self.next_event, self.seconds = 0, 0, 0.0
-        self.history: list[dict[str, float]] = []
-        self.diagnostics: dict[str, float] = {}  # of the latest pruning event
-        self.sparse_metrics: dict[str, float] = {}  # the trained sparse model, before the ticket
-        self.plateau = Plateau(self.settings.plateau_factor)
-
-    @property
-    def epochs(self) -> int:
-        return self.plan.epochs + self.lottery_epochs
-
-    @property
-    def total_steps(self) -> int:
-        return self.plan.epochs * self.steps_per_epoch
-
-    @property
-    def in_lottery(self) -> bool:
-        """Whether the epoch being trained (`self.epoch + 1`) is a lottery-ticket epoch."""
-        return self.lottery_epochs > 0 and self.epoch >= self.plan.epochs
-
-    def restore(self, state: dict[str, Any]) -> None:
-        if self.lottery_epochs > 0 and state["epoch"] > self.plan.epochs:  # the ticket had started
-            self._start_lottery(state["model"])
-        self.model.load_state_dict(state["model"])
-        if self.regularizer is not None:
-            self.regularizer.load_state_dict(state["regularizer"])
-        self.optimizer = make_optimizer(self.model, self.settings, self.regularizer)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.epoch, self.next_event = state["epoch"], state["next_event"]
-        self.seconds, self.history = state["seconds"], state["history"]
-        self.diagnostics, self.sparse_metrics = state["diagnostics"], state["sparse_metrics"]
-        self.plateau = Plateau(**state["plateau"])
-
-    def _prune_until(self, step: int) -> None:
-        """Apply every pruning event scheduled at or before `step` that has not run yet."""
-        while self.next_event < len(self.plan.events) and self.plan.events[self.next_event].step <= step:
-            event = self.plan.events[self.next_event]
-            weights = self.model.prunable_weights(self.config.pruning.scope)
-            result = self.method(
-                weights,
-                event.target_sparsity,
-                self.config.pruning.typed_params,
-                generator(self.config.seed, "prune", self.next_event),
-            )
-            self.model.set_masks(result.masks)
-            self.diagnostics = {f"prune.{key}": value for key, value in result.diagnostics.items()}
-            if event.restart:
-                if self.plan.rewind_epoch is not None:
-                    kept = self.model.masks()
-                    self.model.load_state_dict(
-                        {
-                            **self.dense.state_at(self.plan.rewind_epoch),
-                            **{name + "_mask": mask for name, mask in kept.items()},
-                        },
-                        strict=False,
-                    )
-                self.optimizer = make_optimizer(self.model, self.settings, self.regularizer)
-            self.next_event += 1
-
-    def _start_lottery(self, masked_state: dict[str, torch.Tensor]) -> None:
-        """Fresh weights and a fresh regularizer draw under the masks in `masked_state`.
-
-        The reference draws a new random neuron embedding for the ticket too (its penalty is
-        rebuilt in the constructor), so the ticket's penalty is unrelated to the mask.
-        """
-        fresh = build_model(self.config, self.data, init="lottery-init").to(
-            next(self.model.parameters()).device
-        )
-        masks = {key: value for key, value in masked_state.items() if key.endswith("_mask")}
-        self.model.load_state_dict({**fresh.state_dict(), **masks})
-        self.regularizer = build_regularizer(self.config, self.model, draw="lottery-regularizer")
-        self.settings = optimizer_settings(self.config)
-        self.optimizer = make_optimizer(self.model, self.settings, self.regularizer)
-        self.plateau = Plateau(self.settings.plateau_factor)  # the ticket's own phase
-
-    def _lr_at(self, step: int) -> float:
-        if self.in_lottery:
-            end = self.epochs * self.steps_per_epoch
-            return self.plateau.scale * learning_rate(self.settings, step, self.total_steps, end)
-        start, end = self.plan.segment_bounds(step, self.total_steps)
-        return self.plateau.scale * learning_rate(self.settings, step, start, end)
-
-    def run(self, output_dir: Path, callback: TrialCallback | None) -> TrialResult:
-        """Train the remaining epochs; the last one finishes the trial before it is reported."""
-        seed, batch_size = self.config.seed, self.config.training.batch_size
-        while self.epoch < self.epochs:
-            started = time.perf_counter()
-            epoch = self.epoch + 1
-            if self.in_lottery and epoch == self.plan.epochs + 1:
-                self.sparse_metrics = self.evaluate_splits("sparse_")
-                self._start_lottery(self.model.state_dict())
-            torch.manual_seed(derived_seed(seed, "prune", epoch))
-            batches = self.data.train.batches(batch_size, generator(seed, "prune-order", epoch))
-            losses, _ = train_steps(
-                self.model,
-                self.optimizer,
-                batches,
-                self.settings,
-                (epoch - 1) * self.steps_per_epoch,
-                self._lr_at,
-                self.objective,
-                before_step=None if self.in_lottery else self._prune_until,
-                regularizer=self.regularizer,
-            )
-            if epoch == self.plan.epochs:
-                self._prune_until(self.total_steps)  # events past the last step (no fine-tuning)
-            val = evaluate(self.model, self.data.val, self.objective)
-            self.plateau.update(self.settings, val["loss"])
-            self.seconds += time.perf_counter() - started
-            metrics = {
-                "epoch": float(epoch),
-                **losses,
-                **{f"val_{key}": value for key, value in val.items()},
-                **self.sparsity(),
-                **self.diagnostics,
-            }
-            self.history.append(metrics)
-            self.epoch = epoch
-            path = output_dir / CHECKPOINT
-            atomic_torch_save(
-                {
-                    "config_hash": self.config.hash(),
-                    "model": self.model.state_dict(),
-                    "regularizer": self.regularizer.state_dict() if self.regularizer is not None else None,
-                    "optimizer": self.optimizer.state_dict(),
-                    "epoch": self.epoch,
-                    "next_event": self.next_event,
-                    "seconds": self.seconds,
-                    "history": self.history,
-                    "diagnostics": self.diagnostics,
-                    "sparse_metrics": self.sparse_metrics,
-                    "plateau": asdict(self.plateau),
-                },
-                path,
-            )
-            if epoch < self.epochs:
+        def report(run: PhaseRun, metrics: dict[str, float], saved: Path, last: bool = last) -> None:
+            nonlocal result
+            epoch = run.phase.epoch_offset + run.epoch
+            if last and run.epoch == run.phase.epochs:
+                result = _finish(
+                    config, output_dir, env.data, dense, plan, run.model, [*done, run.outcome(env.data)]
+                )
                 if callback is not None:
-                    callback(EpochReport(epoch, self.epochs, metrics, path))
-                continue
-            result = _finish(self.config, output_dir, self)
-            if callback is not None:
-                callback(EpochReport(epoch, self.epochs, metrics, None, result.metrics))
+                    callback(EpochReport(epoch, plan.trial_epochs, metrics, None, result.metrics))
+            elif callback is not None:
+                callback(EpochReport(epoch, plan.trial_epochs, metrics, saved))
+
+        run_phase(run, env, lambda run, header=header: save_checkpoint(run, path, **header), report)
+        if result is not None:
             return result
-        self._prune_until(self.total_steps)  # a plan with zero epochs still prunes
-        return _finish(self.config, output_dir, self)
-
-    def evaluate_splits(self, prefix: str = "") -> dict[str, float]:
-        """`{prefix}val_<metric>` and `{prefix}test_<metric>` of the current model."""
-        return {
-            f"{prefix}{split}_{key}": value
-            for split, data in (("val", self.data.val), ("test", self.data.test))
-            for key, value in evaluate(self.model, data, self.objective).items()
-        }
-
-    def sparsity(self) -> dict[str, float]:
-        return sparsity_report(self.model, self.pool_names).summary()
+        done.append(run.outcome(env.data))
+        previous = run.model.state_dict()
+    assert run is not None, "a plan has a pruning phase"
+    # No epoch finished the trial: a last phase without epochs, or one that had finished
+    # before its process died.
+    return _finish(config, output_dir, env.data, dense, plan, run.model, done)
 
 
-def _finish(config: TrialConfig, output_dir: Path, trial: _PruningPhase) -> TrialResult:
-    report = sparsity_report(trial.model, trial.pool_names)
-    objective = trial.objective
+def _finish(
+    config: TrialConfig,
+    output_dir: Path,
+    data: TaskData,
+    dense: DenseModel,
+    plan: TrialPlan,
+    model: RecurrentNet,
+    outcomes: list[PhaseOutcome],
+) -> TrialResult:
+    """Final metrics of the trial's `model`, from the `outcomes` of its phases after dense."""
+    report = sparsity_report(model, [w.name for w in model.prunable_weights(config.pruning.scope)])
+    objective = data.objective
+    history = [epoch for outcome in outcomes for epoch in outcome.history]
     metrics: dict[str, Any] = {
         "trial": config.name(),
         "config_hash": config.hash(),
@@ -356,32 +226,32 @@ def _finish(config: TrialConfig, output_dir: Path, trial: _PruningPhase) -> Tria
         # Which reported metric ranks models, and which way (`val_<quality>`, `test_<quality>`).
         "quality_metric": objective.quality,
         "quality_mode": "max" if objective.maximize else "min",
-        **trial.evaluate_splits(),
-        **{f"dense_val_{key}": value for key, value in trial.dense.val_metrics.items()},
-        **{f"dense_test_{key}": value for key, value in trial.dense.test_metrics.items()},
-        **trial.sparse_metrics,
-        "dense_cache_hit": trial.dense.cache_hit,
-        "dense_train_seconds": trial.dense.train_seconds,
-        "pruning_epochs": trial.plan.epochs,
-        "lottery_epochs": trial.lottery_epochs,
-        "wall_time_s": trial.seconds,
+        **evaluate_splits(model, data),
+        **{f"dense_val_{key}": value for key, value in dense.val_metrics.items()},
+        **{f"dense_test_{key}": value for key, value in dense.test_metrics.items()},
+        **{key: value for outcome in outcomes for key, value in outcome.metrics.items()},
+        "dense_cache_hit": dense.cache_hit,
+        "dense_train_seconds": dense.train_seconds,
+        "pruning_epochs": plan.epochs_of("prune"),
+        "lottery_epochs": plan.epochs_of("lottery"),
+        "wall_time_s": sum(outcome.seconds for outcome in outcomes),
         **report.summary(),
-        **graph_metrics(trial.model),  # every method read through the expander lens
-        **trial.diagnostics,
+        **graph_metrics(model),  # every method read through the expander lens
+        **outcomes[-1].diagnostics,
         **report.tables(),
-        "history": trial.history,
+        "history": history,
     }
     atomic_torch_save(
         {
             "config": config.model_dump(mode="json"),
-            "state_dict": trial.model.state_dict(),
+            "state_dict": model.state_dict(),
             # One test input, for model signatures and export checks without the data set.
-            "input_example": trial.data.test.inputs[:1].cpu(),
-            "input_size": trial.data.input_size,
-            "architecture": trial.data.architecture,
+            "input_example": data.test.inputs[:1].cpu(),
+            "input_size": data.input_size,
+            "architecture": data.architecture,
         },
         output_dir / MODEL,
     )
     atomic_write_json(metrics, output_dir / METRICS)
     (output_dir / CHECKPOINT).unlink(missing_ok=True)
-    return TrialResult(metrics, output_dir, trial.history)
+    return TrialResult(metrics, output_dir, history)
