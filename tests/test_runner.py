@@ -130,6 +130,24 @@ def test_resume_after_interruption_gives_the_same_final_metrics(
     assert [h["val_loss"] for h in resumed["history"]] == [h["val_loss"] for h in uninterrupted["history"]]
 
 
+def test_a_checkpoint_from_before_the_phase_engine_starts_the_trial_again(
+    trial_dict: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = validate_config(trial_dict)
+    uninterrupted = run_trial(config, tmp_path / "straight").metrics
+    output = tmp_path / "upgraded"
+    output.mkdir()
+    # The old format: one flat dict without the phase engine's hook states.
+    old = {"config_hash": config.hash(), "model": {}, "epoch": 2, "next_event": 3}
+    torch.save(old, output / "checkpoint.pt")
+    seen: list[int] = []
+    with caplog.at_level("WARNING", logger="rnnprune.training.runner"):
+        resumed = run_trial(config, output, callback=lambda r: seen.append(r.epoch)).metrics
+    assert "predates this rnnprune's checkpoint format" in caplog.text
+    assert seen == [1, 2, 3]
+    assert _comparable(resumed) == _comparable(uninterrupted)
+
+
 def test_same_seed_same_result_and_finished_trials_are_not_rerun(
     trial_dict: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from rnnprune.config import TrialConfig
 from rnnprune.training.engine import (
     PhaseEnv,
     PhaseRun,
+    is_current_format,
     load_checkpoint,
     run_phase,
     save_checkpoint,
@@ -112,9 +113,10 @@ def _train_dense(
 ) -> dict:
     run = start_phase(phase, env)
     progress_path = entry / "progress.pt"
-    if progress_path.is_file():  # resume a dense run whose process died
-        run.load_state_dict(load_checkpoint(progress_path))
-    else:
+    progress = load_checkpoint(progress_path) if progress_path.is_file() else None
+    if progress is not None and is_current_format(progress):  # resume a dense run whose process died
+        run.load_state_dict(progress)
+    else:  # a first run, or progress from before the phase engine: train from the start
         atomic_torch_save(run.model.state_dict(), entry / "epoch_0.pt")
 
     def save(run: PhaseRun) -> Path:

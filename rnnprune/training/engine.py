@@ -134,6 +134,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, weights_only=False, map_location="cpu")
 
 
+def is_current_format(state: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint was written by `save_checkpoint` (not by an rnnprune before the
+    phase engine, whose checkpoints had no hook states)."""
+    return "hooks" in state
+
+
 def start_phase(
     phase: Phase,
     env: PhaseEnv,

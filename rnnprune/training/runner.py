@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from rnnprune.training.engine import (
     PhaseEnv,
     PhaseOutcome,
     PhaseRun,
+    is_current_format,
     load_checkpoint,
     run_phase,
     save_checkpoint,
@@ -43,6 +45,8 @@ from rnnprune.training.factories import build_model
 from rnnprune.training.loop import evaluate_splits
 from rnnprune.training.plan import TrialPlan, compile_plan, steps_per_epoch
 from rnnprune.training.state import atomic_torch_save, atomic_write_json, resolve_device
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -153,6 +157,11 @@ def _read_checkpoint(config: TrialConfig, output_dir: Path) -> dict[str, Any] | 
             f"output: {output_dir} holds a checkpoint of a different trial config; "
             f"choose another --output directory (the checkpoint is kept)"
         )
+    if not is_current_format(state):
+        # Written before the phase engine: the trial's phases start again from the cached dense
+        # model, which gives the same results (every draw comes from the trial's position).
+        logger.warning("%s predates this rnnprune's checkpoint format; the trial starts again", path)
+        return None
     return state
 
 
