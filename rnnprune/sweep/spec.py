@@ -38,6 +38,7 @@ from rnnprune.config import TrialConfig, read_yaml, validate_config, with_values
 from rnnprune.data import registry as task_registry
 from rnnprune.errors import ConfigError
 from rnnprune.pruning import registry as method_registry
+from rnnprune.registry import UnknownName
 
 EPOCH_METRICS = tuple(m.name for m in catalogue.COMMON if m.per_epoch)
 """Metrics every trial reports each epoch, whatever its task; the task adds its own
@@ -152,9 +153,10 @@ class SweepSpec(_Strict):
     @classmethod
     def _registered(cls, methods: dict[str, dict[str, Axis]]) -> dict[str, dict[str, Axis]]:
         for name in methods:
-            if name not in method_registry.registered_methods:
-                known = ", ".join(sorted(method_registry.registered_methods))
-                raise ValueError(f"unknown pruning method {name!r}; registered: {known}")
+            try:  # a registered name, an entry point, or a plugin's module:attribute
+                method_registry.registered_methods.lookup(name)
+            except UnknownName as error:
+                raise ValueError(str(error)) from None
         return methods
 
     @model_validator(mode="after")
