@@ -1,9 +1,11 @@
 """Masked vs unmasked training step time, same model, same data, one process.
 
-The masked model is pruned to 90% (weight_ih and weight_hh); after every optimizer step its
-masks are re-applied to the weights and to Adam's moment estimates. Blocks of steps
-alternate between the two models so that drift in machine load hits both alike; the figure
-is the ratio of the medians of per-step times.
+Both models train through the phase engine's own step loop (`rnnprune.training.loop.
+train_steps`), as a dense and a pruning phase do: the masked model is pruned to 90%
+(weight_ih and weight_hh), carries the pruning phase's mask-events hook, and after every
+optimizer step re-applies its masks to the weights and to Adam's moment estimates. Blocks of
+steps alternate between the two models so that drift in machine load hits both alike; the
+figure is the ratio of the medians of per-step times.
 
     python -m benchmarks.masked_step [--cell lstm] [--hidden 128] [--batch 64] [--blocks 30]
 """
@@ -15,26 +17,34 @@ import statistics
 import time
 
 import torch
-from torch.nn import functional as F
 
 from benchmarks.common import write_result
 from rnnprune.models import RecurrentNet
+from rnnprune.objectives import Classification
 from rnnprune.pruning.base import NoParams, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude
+from rnnprune.training.hooks import MaskEventsHook, TrainingHook
+from rnnprune.training.loop import OptimizerSettings, make_optimizer, train_steps
+from rnnprune.training.plan import MaskSchedule
+
+OBJECTIVE = Classification()
 
 
-def _step(
+SETTINGS = OptimizerSettings("adam", 1e-3, 0.9, 0.0, "constant", 1.0)
+
+
+def _constant_lr(step: int) -> float:
+    return SETTINGS.lr
+
+
+def _steps(
     model: RecurrentNet,
     optimizer: torch.optim.Optimizer,
-    inputs: torch.Tensor,
-    targets: torch.Tensor,
+    hooks: list[TrainingHook],
+    batch: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
 ) -> None:
-    loss = F.cross_entropy(model(inputs), targets)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    optimizer.step()
-    model.apply_masks(optimizer)
+    train_steps(model, optimizer, iter([batch] * steps), SETTINGS, 0, _constant_lr, OBJECTIVE, hooks)
 
 
 def main() -> None:
@@ -60,20 +70,23 @@ def main() -> None:
     models["masked"].set_masks(
         nested(prune_global_magnitude(weights, args.sparsity, NoParams(), torch.Generator()), weights)
     )
-    optimizers = {name: torch.optim.Adam(model.parameters(), lr=1e-3) for name, model in models.items()}
-    inputs = torch.randn(args.batch, args.seq, args.features)
-    targets = torch.randint(0, 10, (args.batch,))
+    optimizers = {name: make_optimizer(model, SETTINGS) for name, model in models.items()}
+    # The pruning phase's hook, its events already applied: what each of its steps pays.
+    schedule = MaskSchedule("global_magnitude", NoParams(), ("ih", "hh"), ())
+    hooks: dict[str, list[TrainingHook]] = {
+        "dense": [],
+        "masked": [MaskEventsHook(schedule, 0, lambda epoch: {})],
+    }
+    batch = (torch.randn(args.batch, args.seq, args.features), torch.randint(0, 10, (args.batch,)))
 
     for name in models:  # warm-up: allocator, Adam state, thread pools
-        for _ in range(args.steps):
-            _step(models[name], optimizers[name], inputs, targets)
+        _steps(models[name], optimizers[name], hooks[name], batch, args.steps)
     times: dict[str, list[float]] = {"dense": [], "masked": []}
     for block in range(args.blocks):
         order = ("dense", "masked") if block % 2 == 0 else ("masked", "dense")
         for name in order:
             start = time.perf_counter()
-            for _ in range(args.steps):
-                _step(models[name], optimizers[name], inputs, targets)
+            _steps(models[name], optimizers[name], hooks[name], batch, args.steps)
             times[name].append((time.perf_counter() - start) / args.steps)
 
     medians = {name: statistics.median(values) for name, values in times.items()}
