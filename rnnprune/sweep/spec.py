@@ -39,6 +39,7 @@ from rnnprune.data import registry as task_registry
 from rnnprune.errors import ConfigError
 from rnnprune.pruning import registry as method_registry
 from rnnprune.registry import UnknownName
+from rnnprune.yaml_files import parse, read_text
 
 EPOCH_METRICS = tuple(m.name for m in catalogue.COMMON if m.per_epoch)
 """Metrics every trial reports each epoch, whatever its task; the task adds its own
@@ -123,6 +124,28 @@ class Scheduler(_Strict):
 class Resources(_Strict):
     cpu: float = Field(default=1.0, gt=0, description="CPUs per trial.")
     gpu: float = Field(default=0.0, ge=0, description="GPUs per trial (fractions share a GPU).")
+    memory_gb: float | None = Field(
+        default=None, gt=0, description="Memory per trial in GiB (Ray's `memory`); None: none reserved."
+    )
+
+    @field_validator("gpu")
+    @classmethod
+    def _shareable(cls, gpu: float) -> float:
+        # Ray shares one GPU between trials that ask for fractions of it; a trial cannot hold
+        # a fraction of a second GPU.
+        if gpu > 1 and not gpu.is_integer():
+            raise ValueError(
+                f"{gpu:g} GPUs per trial cannot be granted: give a fraction up to 1 (trials share a GPU) "
+                "or a whole number of GPUs"
+            )
+        return gpu
+
+    def ray_resources(self) -> dict[str, float]:
+        """The request as Ray spells it (memory in bytes)."""
+        request = {"cpu": self.cpu, "gpu": self.gpu}
+        if self.memory_gb is not None:
+            request["memory"] = self.memory_gb * 2**30
+        return request
 
 
 class Tracking(_Strict):
@@ -295,14 +318,11 @@ _AXIS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 def load_spec(path: Path) -> LoadedSpec:
     """Read and validate a sweep spec; raises ConfigError naming file, line and field."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"sweep spec {path} does not exist (pass the path to a sweep YAML in sweeps/)")
-    text = path.read_text()
+    text = read_text(path, "sweep spec")
     lines = _lines(text)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"sweep spec {path} is not valid YAML: {error}") from None
+    raw = parse(text, f"sweep spec {path}")
     if not isinstance(raw, dict):
         raise ConfigError(f"sweep spec {path} must hold a mapping of fields at the top level")
     try:
