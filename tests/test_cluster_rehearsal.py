@@ -336,10 +336,8 @@ def test_sweep_on_two_nodes_survives_losing_one(
     held_marker = tmp_path / "worker-node-trial-held"  # written by the trial the worker node holds
     job_dir = _write_job(tmp_path / "job", data, storage, tmp_path / "dense-cache", experiment, held_marker)
 
-    nodes = {n.node_id: n for n in listed(StateResource.NODES)}
-    assert len(nodes) == 2
-    head_id = next(i for i, n in nodes.items() if n.is_head_node)
-    worker_id = next(i for i in nodes if i != head_id)
+    nodes = listed(StateResource.NODES)
+    assert len(nodes) == 2 and sum(n.is_head_node for n in nodes) == 1
 
     runtime_env = {
         "env_vars": {
@@ -397,9 +395,11 @@ def test_sweep_on_two_nodes_survives_losing_one(
     logs = jobs.get_job_logs(submission)
     assert status == JobStatus.SUCCEEDED, logs[-4000:]
 
-    # Trials ran on both nodes (Ray keeps dead actors in its state, with their node).
-    trial_actors = listed(StateResource.ACTORS, ("class_name", "=", "ImplicitFunc"))
-    assert {a.node_id for a in trial_actors} == {head_id, worker_id}
+    # Trials ran on both nodes: the marker is written only by a trial on the worker node (the
+    # hook checks its node's resources), and once that node was lost only the head was left to
+    # run the rest and the retry. (Listing Ray's dead actors to see it returned nothing once
+    # on a loaded machine: the state API is not a reliable witness.)
+    assert int(held_marker.read_text()) > 0
 
     # The trial on the lost node was retried and every trial finished.
     trials = ExperimentAnalysis(str(storage / "rehearsal")).trials
