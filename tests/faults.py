@@ -59,13 +59,19 @@ def kill_once_at_epoch() -> None:
 
 
 def hold_after_first_checkpoint() -> None:
-    """On the node that has the custom resource named in the settings file beside this module
-    (`hold_on_resource`), the first trial to hand Tune a checkpoint writes the marker file and
-    then waits, still running, for the test to kill the node. On other nodes (where the trial
-    is retried) it changes nothing. The settings travel as a file in the job's working
-    directory, beside this module, so no node's environment has to carry them."""
+    """Make a trial be running on the node that has the custom resource named in the settings
+    file beside this module (`hold_on_resource`) when the test kills that node.
+
+    There, the first trial to hand Tune a checkpoint writes the marker file and then waits,
+    still running, for the test to kill the node. Elsewhere a trial that reaches a checkpoint
+    first waits for the marker: trials of a tiny data set finish in a second, and without the
+    wait one node can run them all before the other's first worker has started. The settings
+    travel as a file in the job's working directory, beside this module, so no node's
+    environment has to carry them.
+    """
     settings = json.loads(Path(__file__).with_name(HOLD_SETTINGS).read_text())
     marker = Path(settings["marker"])
+    log = marker.with_name(marker.name + ".log")  # read by a failing test
 
     def on_held_node() -> bool:
         import ray
@@ -73,12 +79,21 @@ def hold_after_first_checkpoint() -> None:
         node, resource = ray.get_runtime_context().get_node_id(), settings["hold_on_resource"]
         return any(n["NodeID"] == node and resource in n["Resources"] for n in ray.nodes())
 
-    def hold(metrics: dict[str, Any], checkpoint: Any) -> None:
-        if checkpoint is None or marker.exists() or not on_held_node():
-            return
-        marker.write_text(str(os.getpid()))
+    def wait_for(condition: Any) -> None:
         deadline = time.monotonic() + HOLD_LIMIT_S
-        while time.monotonic() < deadline:
+        while not condition() and time.monotonic() < deadline:
             time.sleep(0.5)
+
+    def hold(metrics: dict[str, Any], checkpoint: Any) -> None:
+        if checkpoint is None or marker.exists():
+            return
+        held = on_held_node()
+        with log.open("a") as lines:
+            lines.write(f"pid {os.getpid()} epoch {metrics.get('epoch')} held node {held}\n")
+        if held:
+            marker.write_text(str(os.getpid()))
+            wait_for(lambda: False)  # until the test kills this node
+        else:
+            wait_for(marker.exists)  # until a trial is running on the held node
 
     _wrap_report(after=hold)

@@ -384,8 +384,10 @@ def test_sweep_on_two_nodes_survives_losing_one(
     deadline = time.monotonic() + 240
     while not held_marker.exists():
         if jobs.get_job_status(submission).is_terminal() or time.monotonic() > deadline:
+            hook_log = held_marker.with_name(held_marker.name + ".log")
+            calls = hook_log.read_text() if hook_log.exists() else "(no checkpoint reached the hook)"
             pytest.fail(
-                "no trial on the worker node reached its first checkpoint:\n"
+                f"no trial on the worker node reached its first checkpoint; hook calls:\n{calls}\n"
                 + jobs.get_job_logs(submission)[-3000:]
             )
         time.sleep(0.5)
