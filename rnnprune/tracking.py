@@ -561,13 +561,26 @@ def ui_base(tracking_uri: str) -> str:
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI_DEFAULT
 
 
+# The MLflow UI (3.x) starts in its GenAI view unless the link asks for model training; the view
+# is the UI's own setting, not the experiment's, so every link rnnprune prints asks for it.
+TRAINING_VIEW = "?workflowType=machine_learning"
+
+
+def _ui(base: str, page: str) -> str:
+    return f"{base.rstrip('/')}/#/{page}{TRAINING_VIEW}"
+
+
+def experiment_url(base: str, experiment_id: str) -> str:
+    return _ui(base, f"experiments/{experiment_id}")
+
+
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return _ui(base, f"experiments/{experiment_id}/runs/{run_id}")
 
 
 def artifact_url(base: str, experiment_id: str, run_id: str, path: str) -> str:
     """The MLflow UI's page of one artifact of a run."""
-    return f"{run_url(base, experiment_id, run_id)}/artifacts/{path}"
+    return _ui(base, f"experiments/{experiment_id}/runs/{run_id}/artifacts/{path}")
 
 
 DESCRIPTION_TAG = "mlflow.note.content"  # what the MLflow UI shows as a run's description

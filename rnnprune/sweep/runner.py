@@ -39,7 +39,14 @@ from rnnprune.sweep.trainable import (
     sampled_key,
     sweep_trial,
 )
-from rnnprune.tracking import SweepTracking, check_tracking, is_local, resolve_tracking_uri
+from rnnprune.tracking import (
+    SweepTracking,
+    check_tracking,
+    experiment_url,
+    is_local,
+    resolve_tracking_uri,
+    ui_base,
+)
 
 STATE_FILE = "rnnprune_sweep.json"
 PARETO_DIR = "pareto"
@@ -366,10 +373,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def ui_command(tracking_uri: str, workdir: Path) -> str:
+def ui_command(tracking_uri: str, experiment_id: str) -> str:
+    page = experiment_url(ui_base(tracking_uri), experiment_id)
     if is_local(tracking_uri):
-        return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open http://127.0.0.1:5000"
-    return f"open {tracking_uri} in a browser"
+        return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open {page}"
+    return f"open {page} in a browser"
 
 
 def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
@@ -379,6 +387,6 @@ def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
         print(f"\nPareto front (dashboard: {front.with_name('pareto.html')}):\n{front.read_text()}", file=out)
     print(
         f"\nMLflow parent run {outcome.parent_run_id} (experiment {outcome.experiment_id}); view with:\n  "
-        f"{ui_command(outcome.tracking_uri, outcome.experiment_dir)}",
+        f"{ui_command(outcome.tracking_uri, outcome.experiment_id)}",
         file=out,
     )
