@@ -1,4 +1,8 @@
-"""`rnnprune` command line: train one trial, run a sweep, fronts and picks, list methods and tasks."""
+"""`rnnprune` command line: train one trial, run a sweep, fronts and picks, list methods and tasks.
+
+Each command imports what it uses when it runs (torch for a trial, Ray only once a sweep's spec
+is valid, MLflow for the tracking commands), so `--help` and input errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,15 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from pydantic import BaseModel
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from rnnprune import catalogue
-from rnnprune.config import TrialConfig, load_config
-from rnnprune.data import registry as task_registry
 from rnnprune.errors import RnnpruneError
-from rnnprune.pareto import CONSTRAINT_FLAGS, Constraint, describe, format_front
-from rnnprune.pruning import registry as method_registry
-from rnnprune.training.runner import EpochReport, run_trial
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from rnnprune.pareto import Constraint
 
 METRICS_IN_HELP = "{catalogue metrics}"
 
@@ -42,7 +44,12 @@ class _CatalogueHelp(argparse.HelpFormatter):
 
 
 def _train(args: argparse.Namespace) -> int:
-    config: TrialConfig = load_config(args.config, args.overrides)
+    from tqdm import tqdm
+
+    from rnnprune.config import load_config
+    from rnnprune.training.runner import EpochReport, run_trial
+
+    config = load_config(args.config, args.overrides)
     output = Path(args.output) if args.output else Path("runs") / config.name()
     print(f"trial {config.name()} -> {output}", file=sys.stderr)
 
@@ -84,15 +91,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    # Ray and MLflow load only for sweeps: `train` and `methods` stay quick to start.
-    from rnnprune.sweep.runner import dry_run, print_outcome, run_sweep
-    from rnnprune.sweep.spec import load_spec
+    from rnnprune.sweep.spec import dry_run, load_spec
 
+    loaded = load_spec(args.spec)  # a bad spec fails here, before Ray and MLflow load
     if args.dry_run:
-        print(dry_run(load_spec(args.spec)))
+        print(dry_run(loaded))
         return 0
+    from rnnprune.sweep.runner import print_outcome, run_sweep
+
     outcome = run_sweep(
-        args.spec,
+        loaded,
         address=args.address,
         tracking_uri=args.tracking_uri,
         resume=args.resume,
@@ -103,6 +111,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _pareto(args: argparse.Namespace) -> int:
+    from rnnprune.pareto import format_front
     from rnnprune.publish import publish
     from rnnprune.tracking import resolve_tracking_uri
 
@@ -125,6 +134,8 @@ def _deprecated(old: str, new: str) -> None:
 
 def _constraint(args: argparse.Namespace) -> Constraint:
     """The pick's bound from the flags, the deprecated accuracy flags mapped to the quality ones."""
+    from rnnprune.pareto import CONSTRAINT_FLAGS, Constraint
+
     quality_metric = args.quality_metric
     if args.accuracy_metric is not None:
         if quality_metric is not None:
@@ -149,13 +160,14 @@ def _constraint(args: argparse.Namespace) -> Constraint:
 
 
 def _pick(args: argparse.Namespace) -> int:
+    from rnnprune.pareto import describe
     from rnnprune.publish import pick_and_register
     from rnnprune.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     constraint = _constraint(args)
     model_name = args.model_name or f"{args.name}-pruned"
-    registered = pick_and_register(uri, args.name, constraint, model_name)
+    registered = pick_and_register(uri, args.name, constraint, model_name, register=not args.dry_run)
     resolved = registered.pick.constraint
     metrics = (resolved.quality_metric or "", "sparsity", "nonzero_params")
     if registered.pick.point is None:
@@ -169,6 +181,9 @@ def _pick(args: argparse.Namespace) -> int:
     run = registered.pick.run
     assert run is not None
     print(f"picked {describe(registered.pick.point, metrics)}")
+    if args.dry_run:
+        print(f"would register run {run.run_id} as {model_name} (--dry-run: nothing registered)")
+        return 0
     print(
         f"registered run {run.run_id} as {model_name} version {registered.version}, alias {registered.alias}"
     )
@@ -203,6 +218,8 @@ def _print_params(params: type[BaseModel]) -> None:
 
 
 def _methods(args: argparse.Namespace) -> int:
+    from rnnprune.pruning import registry as method_registry
+
     for name, method in sorted(method_registry.registered_methods.items()):
         print(f"{name}: {method.description}")
         _print_params(method.params)
@@ -210,6 +227,8 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    from rnnprune.data import registry as task_registry
+
     for name, task in sorted(task_registry.registered_tasks.items()):
         quality = task.quality_metric()
         print(f"{name}: {task.description} Quality: {quality.name} ({quality.better} is better).")
@@ -291,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pick.add_argument("--accuracy-metric", help="deprecated: --quality-metric")
     pick.add_argument("--model-name", help="registered model name (default: NAME-pruned)")
+    pick.add_argument("--dry-run", action="store_true", help="show the pick, register nothing")
     pick.add_argument("--tracking-uri", help=tracking_help)
     pick.set_defaults(handler=_pick)
 

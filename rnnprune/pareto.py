@@ -247,6 +247,27 @@ def format_front(analysis: FrontAnalysis) -> str:
     return "\n".join(lines)
 
 
+def front_note(analysis: FrontAnalysis, title: str, dashboard_url: str, most: int = 8) -> str:
+    """A few Markdown lines stating the front (for a sweep's parent run description)."""
+    names = [o.name for o in analysis.objectives]
+    front = analysis.front()
+    lines = [
+        f"**{title}**: {len(analysis.points)} configurations of {len({p.method for p in analysis.points})} "
+        f"method(s); the Pareto front over {' and '.join(names)} holds {len(front)}.",
+        "",
+        f"[Pareto dashboard]({dashboard_url}) (the `pareto/` artifacts of this run).",
+        "",
+    ]
+    for point in front[:most]:
+        values = ", ".join(f"{n} {_number(point.mean[n])} ± {_spread(point.std[n], point.n)}" for n in names)
+        lines.append(f"- {point.label} (n={point.n}): {values}")
+    if len(front) > most:
+        lines.append(f"- … and {len(front) - most} more (front.txt)")
+    if ALL_METHODS in analysis.hypervolume:
+        lines += ["", f"Hypervolume of the front: {analysis.hypervolume[ALL_METHODS]:.4f}."]
+    return "\n".join(lines)
+
+
 def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4f}"
 

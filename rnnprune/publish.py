@@ -23,6 +23,7 @@ from rnnprune.pareto import (
     as_plain,
     default_objectives,
     format_front,
+    front_note,
     pick,
     quality_objective,
     run_tags,
@@ -31,9 +32,11 @@ from rnnprune.pareto import (
 from rnnprune.tracking import (
     OUTPUTS_TAG,
     TrackingError,
+    artifact_url,
     log_to_parent,
     register_run_model,
     run_url,
+    set_run_description,
     set_run_tags,
     sweep_scope,
     ui_base,
@@ -86,6 +89,9 @@ def publish(
     metrics[f"{prefix}pareto_front_size"] = float(sum(r == 1 for r in analysis.rank))
     for parent in parents:
         log_to_parent(tracking_uri, parent["run_id"], metrics, files, artifact_dir)
+        if kind == "sweep":  # the description states the sweep's own front
+            url = artifact_url(base, parent["experiment_id"], parent["run_id"], f"{artifact_dir}/pareto.html")
+            set_run_description(tracking_uri, parent["run_id"], front_note(analysis, f"Sweep {name}", url))
     return Published(kind, analysis, files, [p["run_id"] for p in parents])
 
 
@@ -97,11 +103,14 @@ class Registered:
     alias: str = ""
 
 
-def pick_and_register(tracking_uri: str, name: str, constraint: Constraint, model_name: str) -> Registered:
-    """`rnnprune pick`: register the chosen Pareto-optimal run's model with tags and an alias."""
+def pick_and_register(
+    tracking_uri: str, name: str, constraint: Constraint, model_name: str, register: bool = True
+) -> Registered:
+    """`rnnprune pick`: register the chosen Pareto-optimal run's model with tags and an alias
+    (with `register=False`, only choose it)."""
     _, _, runs = read_runs(tracking_uri, name)
     chosen = pick(runs, constraint)
-    if chosen.run is None or chosen.point is None:
+    if chosen.run is None or chosen.point is None or not register:
         return Registered(chosen)
     if chosen.run.tags.get(OUTPUTS_TAG) != "true":
         raise TrackingError(

@@ -113,3 +113,22 @@ def write_spec(directory: Path, name: str, targets: list[float], methods: list[s
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
+
+
+def headless_chromium(window: str = "920,860"):  # type: ignore[no-untyped-def]
+    """A Selenium driver of headless Chromium (Debian's chromium and chromium-driver); skips the
+    test where they are not installed (.ci/run installs them)."""
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip("headless browser test needs Debian packages chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", f"--window-size={window}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver_path), options=options)

@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import headless_chromium
 
 from rnnprune.dashboard import dashboard_data, render_html, write_dashboard
 from rnnprune.pareto import RunRecord
@@ -77,21 +78,6 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
     assert files[1].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _driver():  # type: ignore[no-untyped-def]
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver_path = shutil.which("chromedriver")
-    if chromium is None or driver_path is None:
-        pytest.skip("headless browser test needs Debian packages chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=920,860"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver_path), options=options)
-
-
 @pytest.mark.slow
 def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
@@ -101,7 +87,7 @@ def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
         dashboard_data(runs, "test_accuracy", link, "synthetic runs, quickstart-sized (browser test)"),
         tmp_path / "p.html",
     )
-    driver = _driver()
+    driver = headless_chromium()
     try:
         driver.get(page.as_uri())
         dots = driver.find_elements(By.CSS_SELECTOR, "circle.trial")

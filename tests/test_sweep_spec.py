@@ -10,8 +10,8 @@ import ray
 
 from rnnprune.cli import main
 from rnnprune.errors import ConfigError
-from rnnprune.sweep.runner import dry_run, param_space
-from rnnprune.sweep.spec import load_spec
+from rnnprune.sweep.runner import param_space
+from rnnprune.sweep.spec import dry_run, load_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD_SPECS = sorted((FIXTURES / "bad_specs").glob("*.yaml"))

@@ -19,13 +19,18 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
+from rnnprune import catalogue
+from rnnprune.config import TrialConfig
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import resolve_data_root
 from rnnprune.errors import ConfigError
 from rnnprune.publish import publish
 from rnnprune.sweep.cluster import check_ray_address
+from rnnprune.sweep.lock import sweep_lock
+from rnnprune.sweep.progress import ProgressLine
+from rnnprune.sweep.resources import check_local_resources
 from rnnprune.sweep.scheduler import PerLevelASHA
-from rnnprune.sweep.spec import LoadedSpec, Sampled, iter_trials, load_spec
+from rnnprune.sweep.spec import LoadedSpec, Sampled, SweepSpec, Variant, load_spec
 from rnnprune.sweep.trainable import (
     WORKER_LOG_MODELS_ENV,
     WORKER_SETUP_HOOK,
@@ -34,16 +39,19 @@ from rnnprune.sweep.trainable import (
     sampled_key,
     sweep_trial,
 )
-from rnnprune.tracking import SweepTracking, check_tracking, is_local, resolve_tracking_uri
+from rnnprune.tracking import (
+    SweepTracking,
+    check_tracking,
+    experiment_url,
+    is_local,
+    resolve_tracking_uri,
+    ui_base,
+)
 
 STATE_FILE = "rnnprune_sweep.json"
 PARETO_DIR = "pareto"
-FORWARDED_ENV = (
-    "RNNPRUNE_DATA_DIR",
-    "RNNPRUNE_CACHE_DIR",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-)
+PATH_ENV = ("RNNPRUNE_DATA_DIR", "RNNPRUNE_CACHE_DIR")
+FORWARDED_ENV = (*PATH_ENV, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,7 @@ def _tune_config(loaded: LoadedSpec) -> tune.TuneConfig:
     scheduler = None
     if spec.scheduler.kind == "asha":
         longest = max(
-            loaded.trial_config(v, {p: a.extremes()[0] for p, a in v.sampled.items()})
+            _lowest_trial(loaded, v)
             .pruning.schedule.plan(0.5, 1)
             .epochs
             for v in loaded.variants
@@ -146,56 +154,80 @@ def _git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def _lowest_trial(loaded: LoadedSpec, variant: Variant) -> TrialConfig:
+    """The grid point's trial with every sampled axis at its lowest value."""
+    return loaded.trial_config(variant, {p: a.extremes()[0] for p, a in variant.sampled.items()})
+
+
 def _check_data(loaded: LoadedSpec) -> None:
     """Locally, the data must be there before Ray starts (a cluster's workers read their own)."""
-    config = loaded.trial_config(
-        loaded.variants[0], {p: a.extremes()[0] for p, a in loaded.variants[0].sampled.items()}
-    )
+    config = _lowest_trial(loaded, loaded.variants[0])
     task = task_registry.get(config.task.name)
     task.check(config.task.typed_params, resolve_data_root(config.task.data_dir), config.task.download)
 
 
-def dry_run(loaded: LoadedSpec) -> str:
-    spec = loaded.spec
-    lines = [
-        f"sweep {spec.name}: {len(loaded.variants)} grid point(s) x num_samples {spec.search.num_samples}"
-        f" ({spec.search.algorithm} search, scheduler {spec.scheduler.kind})"
-    ]
-    for index, (variant, sampled) in enumerate(iter_trials(loaded)):
-        axes = ", ".join(f"{k}={v}" for k, v in {**variant.grid, **sampled}.items())
-        lines.append(f"  [{index}] {variant.method}: {axes or '(base config)'}")
-    total = (
-        len(loaded.variants) * spec.search.num_samples
-        if spec.search.algorithm == "grid"
-        else spec.search.num_samples
-    )
-    concurrency = spec.max_concurrent_trials or "as resources allow"
-    lines.append(
-        f"trials: {total}; per trial {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU; "
-        f"max concurrent: {concurrency}; retries per trial: {spec.max_failures}"
-    )
-    return "\n".join(lines)
+def _test_quality(loaded: LoadedSpec) -> tuple[str, bool]:
+    """The task's test quality metric (name, larger is better), for the progress line."""
+    quality = catalogue.quality(_lowest_trial(loaded, loaded.variants[0]).task.name)
+    return quality.name, quality.maximize
+
+
+def worker_env(spec: SweepSpec, tracking_uri: str, workdir: Path) -> dict[str, str]:
+    """The environment the driver gives its Ray workers."""
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    for name in PATH_ENV:  # workers run in their own folders: a relative path means the driver's
+        if name in env:
+            env[name] = str((workdir / Path(env[name]).expanduser()).resolve())
+    env[WORKER_TRACKING_URI_ENV] = tracking_uri
+    env[WORKER_LOG_MODELS_ENV] = "1" if spec.tracking.log_models else "0"
+    # The thread count Ray would give each trial, set from the worker's start: Ray sets
+    # OMP_NUM_THREADS only when the trial's actor starts, after the setup hook has loaded
+    # torch (and its OpenMP pool, one thread per core: 4x slower epochs measured on 2 cores).
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(max(math.floor(spec.resources.cpu), 1)))
+    return env
 
 
 def run_sweep(
-    spec_path: Path,
+    spec_path: Path | LoadedSpec,
     address: str | None = None,
     tracking_uri: str | None = None,
     resume: bool = False,
     workdir: Path | None = None,
     num_cpus: int | None = None,
+    progress: bool = True,
 ) -> SweepOutcome:
+    """Run (or with `resume`, continue) a sweep; everything is checked before Ray starts.
+
+    `spec_path` is a spec file or one already loaded (`load_spec`); with `progress`, a line per
+    finished trial goes to stderr.
+    """
     workdir = Path(workdir or Path.cwd()).resolve()
-    loaded = load_spec(spec_path)
+    loaded = spec_path if isinstance(spec_path, LoadedSpec) else load_spec(spec_path)
     spec = loaded.spec
     uri = resolve_tracking_uri(tracking_uri or spec.tracking.tracking_uri, workdir)
     check_tracking(uri)
     address = address or os.environ.get("RAY_ADDRESS")
     check_ray_address(address)
     if address is None:
+        check_local_resources(spec.resources, num_cpus)
         _check_data(loaded)
 
     storage = spec.storage_path if spec.storage_path.is_absolute() else workdir / spec.storage_path
+    with sweep_lock(storage, spec.name):
+        return _run_locked(loaded, storage, uri, address, resume, workdir, num_cpus, progress)
+
+
+def _run_locked(
+    loaded: LoadedSpec,
+    storage: Path,
+    uri: str,
+    address: str | None,
+    resume: bool,
+    workdir: Path,
+    num_cpus: int | None,
+    progress: bool,
+) -> SweepOutcome:
+    spec, spec_path = loaded.spec, loaded.path
     experiment_dir = storage / spec.name
     state_path = experiment_dir / STATE_FILE
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
@@ -243,16 +275,9 @@ def run_sweep(
 
     context = SweepContext(loaded, uri, experiment_id, parent_run_id, spec.tracking.log_models)
     trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, context=context),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+        tune.with_parameters(sweep_trial, context=context), spec.resources.ray_resources()
     )
-    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
-    env[WORKER_TRACKING_URI_ENV] = uri
-    env[WORKER_LOG_MODELS_ENV] = "1" if spec.tracking.log_models else "0"
-    # The thread count Ray would give each trial, set from the worker's start: Ray sets
-    # OMP_NUM_THREADS only when the trial's actor starts, after the setup hook has loaded
-    # torch (and its OpenMP pool, one thread per core: 4x slower epochs measured on 2 cores).
-    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", str(max(math.floor(spec.resources.cpu), 1)))
+    env = worker_env(spec, uri, workdir)
     ray.init(
         address=address,
         num_cpus=num_cpus if address is None else None,
@@ -262,6 +287,9 @@ def run_sweep(
         ignore_reinit_error=True,
         log_to_driver=False,
     )
+    # Tune warns on every checkpoint-heavy stretch that snapshots are frequent; a sweep that
+    # checkpoints every epoch means to, and the warning buried the progress lines.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     status = "FAILED"
     try:
         if resume:
@@ -276,8 +304,12 @@ def run_sweep(
                     storage_path=str(storage),
                     failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[TrackingJanitor(uri, experiment_id, parent_run_id)],
-                    verbose=1,
+                    callbacks=[
+                        TrackingJanitor(uri, experiment_id, parent_run_id),
+                        ProgressLine(loaded.trial_count, *_test_quality(loaded), enabled=progress),
+                    ],
+                    # Our progress line replaces Tune's periodic status table.
+                    verbose=0,
                 ),
             )
         results = tuner.fit()
@@ -341,10 +373,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def ui_command(tracking_uri: str, workdir: Path) -> str:
+def ui_command(tracking_uri: str, experiment_id: str) -> str:
+    page = experiment_url(ui_base(tracking_uri), experiment_id)
     if is_local(tracking_uri):
-        return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open http://127.0.0.1:5000"
-    return f"open {tracking_uri} in a browser"
+        return f"mlflow ui --backend-store-uri {tracking_uri} --port 5000   # then open {page}"
+    return f"open {page} in a browser"
 
 
 def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
@@ -354,6 +387,6 @@ def print_outcome(outcome: SweepOutcome, out: Any = sys.stdout) -> None:
         print(f"\nPareto front (dashboard: {front.with_name('pareto.html')}):\n{front.read_text()}", file=out)
     print(
         f"\nMLflow parent run {outcome.parent_run_id} (experiment {outcome.experiment_id}); view with:\n  "
-        f"{ui_command(outcome.tracking_uri, outcome.experiment_dir)}",
+        f"{ui_command(outcome.tracking_uri, outcome.experiment_id)}",
         file=out,
     )

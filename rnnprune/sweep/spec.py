@@ -228,6 +228,12 @@ class LoadedSpec:
     variants: tuple[Variant, ...]
 
     @property
+    def trial_count(self) -> int:
+        """Trials the sweep runs: each grid point num_samples times, or num_samples sampled ones."""
+        search = self.spec.search
+        return len(self.variants) * search.num_samples if search.algorithm == "grid" else search.num_samples
+
+    @property
     def digest(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
@@ -359,9 +365,10 @@ def load_spec(path: Path) -> LoadedSpec:
 
     base_path = (path.parent / spec.base).resolve()
     if not base_path.is_file():
+        problem = "is a folder; name a trial YAML" if base_path.is_dir() else "does not exist"
         raise ConfigError(
             f"invalid sweep spec:\n  {path}{_where(lines, ('base',))}: base: trial config "
-            f"{base_path} does not exist (the path is relative to the spec file)"
+            f"{base_path} {problem} (the path is relative to the spec file)"
         )
     base = with_values(read_yaml(base_path), spec.set)
     try:
@@ -421,3 +428,20 @@ def iter_trials(loaded: LoadedSpec) -> Iterator[tuple[Variant, dict[str, str]]]:
                 for p, a in variant.sampled.items()
             },
         )
+
+
+def dry_run(loaded: LoadedSpec) -> str:
+    spec = loaded.spec
+    lines = [
+        f"sweep {spec.name}: {len(loaded.variants)} grid point(s) x num_samples {spec.search.num_samples}"
+        f" ({spec.search.algorithm} search, scheduler {spec.scheduler.kind})"
+    ]
+    for index, (variant, sampled) in enumerate(iter_trials(loaded)):
+        axes = ", ".join(f"{k}={v}" for k, v in {**variant.grid, **sampled}.items())
+        lines.append(f"  [{index}] {variant.method}: {axes or '(base config)'}")
+    concurrency = spec.max_concurrent_trials or "as resources allow"
+    lines.append(
+        f"trials: {loaded.trial_count}; per trial {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU; "
+        f"max concurrent: {concurrency}; retries per trial: {spec.max_failures}"
+    )
+    return "\n".join(lines)

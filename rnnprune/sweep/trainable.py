@@ -17,6 +17,7 @@ from typing import Any
 
 from ray import tune
 
+from rnnprune.config import TrialConfig
 from rnnprune.sweep.spec import LoadedSpec
 from rnnprune.tracking import ChildRun, warm_up
 from rnnprune.training.runner import CHECKPOINT, MODEL, EpochReport, TrialResult, load_model, run_trial
@@ -69,6 +70,12 @@ def worker_setup() -> None:
         logger.warning("warming MLflow up in the sweep worker failed", exc_info=True)
 
 
+def run_name(config: TrialConfig) -> str:
+    """What the MLflow runs table shows for a trial: method, target, seed, and the config hash
+    that tells apart trials differing in other axes (`global_magnitude@0.9-seed1-3fa2c1`)."""
+    return f"{config.pruning.method}@{config.pruning.target_sparsity:g}-seed{config.seed}-{config.hash()[:6]}"
+
+
 def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
     variant = context.spec.variants[tune_config["variant"]]
     sampled = {path: tune_config["sampled"][sampled_key(variant.method, path)] for path in variant.sampled}
@@ -86,7 +93,7 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
         context.experiment_id,
         context.parent_run_id,
         trial_id,
-        config.name(),
+        run_name(config),
         params={**config.model_dump(mode="json"), "trial_hash": config.hash()},
         tags={
             "method": config.pruning.method,
