@@ -5,8 +5,10 @@ shaped like real trials (the flattened trial config as 56 params, 91 final metri
 of history for 12 per-epoch metrics, 15 tags), over 6 methods, 5 target sparsities, a learning-
 rate axis and 3 seeds. The experiment and the parent run are made through MLflow; the child
 rows are written to MLflow's own tables in bulk, because logging 30k runs through the client
-takes longer than everything measured here. Each command runs as its own process, timed
-from outside, with its peak resident memory read from `wait4`.
+takes longer than everything measured here, in a process of its own. Each command runs as
+its own process, timed from outside, with its peak resident memory read from `wait4`; the
+measuring process imports nothing heavy (a child's peak counts the pages it shared with its
+parent when it was forked).
 
     .venv/bin/python -m benchmarks.analysis_scale                 # 1k, 10k, 30k
     .venv/bin/python -m benchmarks.analysis_scale --runs 1000     # one size
@@ -25,8 +27,6 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
-
-from benchmarks.common import write_result
 
 METHODS = ("global_magnitude", "layerwise_magnitude", "random", "lattice", "expander", "moduli")
 TARGETS = (0.5, 0.8, 0.9, 0.95, 0.98)
@@ -191,15 +191,21 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, nargs="+", default=[1_000, 10_000, 30_000])
     parser.add_argument("--result", default="analysis_scale")
+    parser.add_argument("--build-into", type=Path, help=argparse.SUPPRESS)  # the store builder's process
     args = parser.parse_args()
+    if args.build_into is not None:
+        build_store(args.build_into, args.runs[0])
+        return
     cli = [sys.executable, "-m", "rnnprune.cli"]
     sizes = []
     for runs in args.runs:
         with tempfile.TemporaryDirectory(prefix="rnnprune-scale-") as directory:
             folder = Path(directory)
             started = time.perf_counter()
-            uri = build_store(folder, runs)
+            build = [sys.executable, "-m", "benchmarks.analysis_scale", "--build-into", str(folder)]
+            subprocess.run([*build, "--runs", str(runs)], check=True, capture_output=True)
             built = time.perf_counter() - started
+            uri = f"sqlite:///{folder / 'mlflow.db'}"
             results = {
                 "pareto": measure(
                     [*cli, "pareto", SWEEP, "--tracking-uri", uri, "--output", "front"], folder
@@ -215,7 +221,9 @@ def main() -> None:
                     f"{figures['peak_rss_mb']:>7.1f} MB  exit {figures['exit_code']}",
                     flush=True,
                 )
-    command = "python -m benchmarks.analysis_scale " + " ".join(f"--runs {r}" for r in args.runs)
+    from benchmarks.common import write_result  # imports torch: only once nothing is measured
+
+    command = "python -m benchmarks.analysis_scale --runs " + " ".join(map(str, args.runs))
     path = write_result(args.result, {"command": command, "sizes": sizes})
     print(f"wrote {path}")
 

@@ -41,6 +41,7 @@ __all__ = [
     "MetricError",
     "describe_names",
     "headline_names",
+    "is_reported_name",
     "metric",
     "quality",
     "split",
@@ -81,6 +82,13 @@ def _declared(base: str, task: DeclaringTask | None) -> Metric | None:
         raise MetricError(f"metric {base!r} has no single direction ({both}); name the task of the runs")
     tasks = frozenset(t for m in matches for t in (m.tasks or ()))
     return replace(matches[0], tasks=tasks, reference=None)
+
+
+def is_reported_name(name: str) -> bool:
+    """Whether `name` can be a catalogue metric (a common one, or a split-prefixed task metric):
+    what fronts, picks and dashboards may read; per-tensor, per-gate, graph and method
+    diagnostics are not. Reads no task."""
+    return name in _COMMON or split(name) is not None
 
 
 def metric(name: str, task: str | DeclaringTask | None = None, option: str = "metric") -> Metric:

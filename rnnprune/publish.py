@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnnprune import catalogue
 from rnnprune.dashboard import write_dashboard
 from rnnprune.pareto import (
     Constraint,
@@ -53,7 +54,9 @@ class Published:
 
 def read_runs(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], list[RunRecord]]:
     """(scope kind, parent runs, finished trial runs) of a sweep or of every sweep of an experiment."""
-    kind, parents, children = sweep_scope(tracking_uri, name)
+    # Only what fronts, picks and the dashboard read: the per-tensor and per-gate sparsities and
+    # diagnostics are most of a run's metrics.
+    kind, parents, children = sweep_scope(tracking_uri, name, catalogue.is_reported_name)
     return kind, parents, [RunRecord(**child) for child in children]
 
 

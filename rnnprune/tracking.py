@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -405,18 +406,35 @@ def _record(run_id: str, experiment_id: Any, name: str | None) -> dict[str, Any]
     }
 
 
-def _slim(run: Any) -> dict[str, Any]:
-    record = _plain_run(run)
-    record["tags"] = {k: v for k, v in record["tags"].items() if k in RECORD_TAGS}
-    return record
+MetricFilter = Callable[[str], bool]
 
 
-def sweep_scope(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+def _every_metric(name: str) -> bool:
+    return True
+
+
+def _slim(run: Any, keep_metric: MetricFilter = _every_metric) -> dict[str, Any]:
+    """A run as a record: its tags in RECORD_TAGS, the metrics `keep_metric` keeps, every param,
+    strings interned (sweeps repeat the same keys and values across thousands of runs)."""
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name or run.info.run_id,
+        "params": {sys.intern(k): sys.intern(v) for k, v in run.data.params.items()},
+        "metrics": {sys.intern(k): v for k, v in run.data.metrics.items() if keep_metric(k)},
+        "tags": {sys.intern(k): sys.intern(v) for k, v in run.data.tags.items() if k in RECORD_TAGS},
+    }
+
+
+def sweep_scope(
+    tracking_uri: str, name: str, keep_metric: MetricFilter = _every_metric
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
     """("sweep" | "experiment", parent runs, finished child runs) named by `name`.
 
     A sweep name (its parent run's `sweep` tag) wins over an experiment name; an experiment
-    means every sweep in it. Child runs are plain dicts (run_id, params, metrics, the tags in
-    RECORD_TAGS, ...), read page by page with no cap on their number; from a database store
+    means every sweep in it. Child runs are plain dicts (run_id, params, the metrics
+    `keep_metric` keeps, the tags in RECORD_TAGS, ...), read page by page with no cap on their
+    number; from a database store
     directly (`_sql_children`), since MLflow's search builds ORM objects for every param, metric
     and tag of every run (7 ms a run here: a minute for 10,000).
     """
@@ -434,10 +452,10 @@ def sweep_scope(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]]
         parents = list(search_all_runs(client, [experiment.experiment_id], "tags.`rnnprune.role` = 'sweep'"))
     parent_ids = [p.info.run_id for p in parents]
     if is_database(tracking_uri):
-        children = _sql_children(tracking_uri, parent_ids)
+        children = _sql_children(tracking_uri, parent_ids, keep_metric)
     else:
         children = [
-            _slim(run)
+            _slim(run, keep_metric)
             for parent in parents
             for run in search_all_runs(
                 client,
@@ -464,7 +482,9 @@ def _tables() -> tuple[Any, Any, Any, Any]:
     return SqlRun.__table__, SqlParam.__table__, SqlLatestMetric.__table__, SqlTag.__table__
 
 
-def _sql_children(tracking_uri: str, parent_ids: list[str]) -> list[dict[str, Any]]:
+def _sql_children(
+    tracking_uri: str, parent_ids: list[str], keep_metric: MetricFilter = _every_metric
+) -> list[dict[str, Any]]:
     """The finished child runs of `parent_ids`, read with four queries from the store's tables."""
     from sqlalchemy import create_engine, select
 
@@ -488,17 +508,18 @@ def _sql_children(tracking_uri: str, parent_ids: list[str]) -> list[dict[str, An
                 params.c.run_uuid.in_(finished)
             )
             for run_id, key, value in db.execute(query):
-                records[run_id]["params"][key] = value
+                records[run_id]["params"][sys.intern(key)] = sys.intern(value)
             query = select(latest.c.run_uuid, latest.c.key, latest.c.value, latest.c.is_nan).where(
                 latest.c.run_uuid.in_(finished)
             )
             for run_id, key, value, is_nan in db.execute(query):
-                records[run_id]["metrics"][key] = float("nan") if is_nan else value
+                if keep_metric(key):
+                    records[run_id]["metrics"][sys.intern(key)] = float("nan") if is_nan else value
             query = select(tags.c.run_uuid, tags.c.key, tags.c.value).where(
                 tags.c.run_uuid.in_(finished), tags.c.key.in_(RECORD_TAGS)
             )
             for run_id, key, value in db.execute(query):
-                records[run_id]["tags"][key] = value
+                records[run_id]["tags"][sys.intern(key)] = sys.intern(value)
     finally:
         engine.dispose()
     return sorted(records.values(), key=lambda r: r["run_id"])

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from rnnprune import tracking
+from rnnprune import catalogue, tracking
 from rnnprune.tracking import (
     EXPERIMENT_KIND_TAG,
     TRAINING_EXPERIMENT,
@@ -39,7 +39,11 @@ def store(tmp_path: Path) -> tuple[str, str, str, list[str]]:
         )
         client.log_batch(
             run.info.run_id,
-            metrics=[Metric("test_accuracy", 0.9 + index / 100, 0, 3), Metric("sparsity", 0.5, 0, 3)],
+            metrics=[
+                Metric("test_accuracy", 0.9 + index / 100, 0, 3),
+                Metric("sparsity", 0.5, 0, 3),
+                Metric("tensor_sparsity.rnn.weight_hh_l0", 0.5, 0, 3),
+            ],
             params=[Param("seed", str(index)), Param("pruning.target_sparsity", "0.5")],
             tags=[RunTag("task", "seq_mnist"), RunTag("mlflow.note.content", "x" * 5000)],
         )
@@ -74,6 +78,9 @@ def test_the_database_path_reads_what_mlflow_search_reads(store: tuple[str, str,
     assert "mlflow.note.content" not in read[0]["tags"]  # MLflow's own bulky tags stay behind
     kind, parents, runs = sweep_scope(uri, "s")
     assert (kind, [p["run_id"] for p in parents], len(runs)) == ("sweep", [parent], 7)
+    # What the analysis reads: the catalogue's metrics, not the per-tensor ones.
+    _, _, slim = sweep_scope(uri, "s", catalogue.is_reported_name)
+    assert set(slim[0]["metrics"]) == {"test_accuracy", "sparsity", "val_loss"}
 
 
 def test_tags_are_written_in_bulk_and_replace_old_values(store: tuple[str, str, str, list[str]]) -> None:
