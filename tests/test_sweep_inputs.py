@@ -172,3 +172,29 @@ def test_the_progress_line_counts_trials_failures_and_the_front(capsys: pytest.C
     assert printed.startswith("[5/5] e done, test_accuracy 0.5 | 1 failed | ")
     assert printed.rstrip().endswith("front: 3 trial(s)")  # a, b and the sparsest, e
     assert printed.count("\n") == 1
+
+
+def test_on_an_autoscaling_cluster_a_request_no_node_type_can_hold_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resources, "_node_types", lambda: [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}])
+    resources.check_cluster_resources(load_spec_resources("{cpu: 4, gpu: 1}"))  # a GPU node fits: wait
+    with pytest.raises(ConfigError) as raised:
+        resources.check_cluster_resources(load_spec_resources("{cpu: 2, gpu: 2}"))
+    assert str(raised.value) == (
+        "resources: no node type of this cluster can run one trial (cpu 2, gpu 2); its node types "
+        "offer CPU 8; CPU 4, GPU 1: lower resources.cpu / resources.gpu or add a node type"
+    )
+
+
+def test_on_a_static_cluster_a_node_that_joins_in_time_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resources, "_node_types", lambda: None)
+    joined = iter([[{"CPU": 1.0}], [{"CPU": 1.0}, {"CPU": 4.0}]])  # the second look sees a new node
+    monkeypatch.setattr(resources, "_alive_nodes", lambda: next(joined))
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+    resources.check_cluster_resources(load_spec_resources("{cpu: 4}"), wait_s=60)
+    monkeypatch.setattr(resources, "_alive_nodes", lambda: [{"CPU": 1.0}])
+    with pytest.raises(ConfigError, match=r"no node of this cluster can run one trial \(cpu 4\) and it has"):
+        resources.check_cluster_resources(load_spec_resources("{cpu: 4}"), wait_s=0)

@@ -52,3 +52,74 @@ def check_local_resources(resources: Resources, num_cpus: int | None) -> None:
             f"resources.memory_gb: {resources.memory_gb:g} GiB per trial, but this machine has "
             f"{memory:.1f} GiB; lower resources.memory_gb or leave it unset"
         )
+
+
+# ---- on a cluster (`--address`): can any node, present or launchable, ever run one trial? ----
+
+CLUSTER_WAIT_S = 60.0  # a static cluster's nodes may still be joining when the sweep starts
+
+
+def fits(request: dict[str, float], node: dict[str, float]) -> bool:
+    """Whether one node's total resources hold one trial's request (Ray's names: CPU, GPU, memory)."""
+    names = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
+    return all(node.get(names[key], 0.0) >= amount for key, amount in request.items() if amount > 0)
+
+
+def _describe(nodes: list[dict[str, float]]) -> str:
+    shown = [
+        ", ".join(f"{key} {value:g}" for key, value in sorted(node.items()) if key in ("CPU", "GPU"))
+        or "no CPU"
+        for node in nodes
+    ]
+    return "; ".join(shown) or "none"
+
+
+def _node_types() -> list[dict[str, float]] | None:
+    """An autoscaling cluster's launchable node types (None: no autoscaler config). Ray Train
+    reads the same autoscaler state before it waits for resources."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()
+    if config is None or not config.node_group_configs:
+        return None
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+
+
+def check_cluster_resources(resources: Resources, wait_s: float = CLUSTER_WAIT_S) -> None:
+    """On a connected cluster: fail when no node type can ever run one trial; on a cluster
+    without an autoscaler, when no node has joined that could within `wait_s`."""
+    import time
+
+    request = resources.ray_resources()
+    types = _node_types()
+    if types is not None:  # autoscaling: Ray waits for a node to launch, as it should
+        if not any(fits(request, node) for node in types):
+            raise ConfigError(
+                f"resources: no node type of this cluster can run one trial ({_request(request)}); "
+                f"its node types offer {_describe(types)}: lower resources.cpu / resources.gpu or "
+                "add a node type"
+            )
+        return
+    deadline = time.monotonic() + wait_s
+    while not any(fits(request, node) for node in _alive_nodes()):
+        if time.monotonic() > deadline:
+            nodes = _alive_nodes()
+            raise ConfigError(
+                f"resources: no node of this cluster can run one trial ({_request(request)}) and it has "
+                f"no autoscaler; its nodes offer {_describe(nodes)}: lower resources.cpu / resources.gpu "
+                "or add a node that has them"
+            )
+        time.sleep(2.0)
+
+
+def _request(request: dict[str, float]) -> str:
+    shown = {key: value for key, value in request.items() if value > 0}
+    if "memory" in shown:
+        shown["memory_gb"] = shown.pop("memory") / 2**30
+    return ", ".join(f"{key} {value:g}" for key, value in shown.items())

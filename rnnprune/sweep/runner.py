@@ -28,7 +28,7 @@ from rnnprune.publish import publish
 from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.lock import sweep_lock
 from rnnprune.sweep.progress import ProgressLine
-from rnnprune.sweep.resources import check_local_resources
+from rnnprune.sweep.resources import check_cluster_resources, check_local_resources
 from rnnprune.sweep.scheduler import PerLevelASHA
 from rnnprune.sweep.spec import LoadedSpec, Sampled, SweepSpec, Variant, load_spec
 from rnnprune.sweep.trainable import (
@@ -247,36 +247,6 @@ def _run_locked(
             f"or give the spec a new `name` (existing results are kept)"
         )
 
-    tracking = SweepTracking.open(
-        uri,
-        spec.experiment,
-        workdir,
-        spec.name,
-        {"sweep": spec.name, "git_commit": _git_commit(), "spec_digest": loaded.digest[:16]},
-        state["parent_run_id"] if state else None,
-    )
-    experiment_id, parent_run_id = tracking.experiment_id, tracking.parent_run_id
-    if state is None:
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        state_path.write_text(
-            json.dumps(
-                {
-                    "parent_run_id": parent_run_id,
-                    "experiment_id": experiment_id,
-                    "tracking_uri": uri,
-                    "spec_digest": loaded.digest,
-                },
-                indent=2,
-            )
-        )
-        tracking.log_documents(
-            {f"sweep/{spec_path.name}": loaded.text}, {"sweep/base_trial.json": loaded.base}
-        )
-
-    context = SweepContext(loaded, uri, experiment_id, parent_run_id, spec.tracking.log_models)
-    trainable = tune.with_resources(
-        tune.with_parameters(sweep_trial, context=context), spec.resources.ray_resources()
-    )
     env = worker_env(spec, uri, workdir)
     ray.init(
         address=address,
@@ -286,6 +256,41 @@ def _run_locked(
         include_dashboard=False if address is None else None,
         ignore_reinit_error=True,
         log_to_driver=False,
+    )
+    try:  # a cluster that can never run a trial is refused before the parent run exists
+        if address is not None:
+            check_cluster_resources(spec.resources)
+        tracking = SweepTracking.open(
+            uri,
+            spec.experiment,
+            workdir,
+            spec.name,
+            {"sweep": spec.name, "git_commit": _git_commit(), "spec_digest": loaded.digest[:16]},
+            state["parent_run_id"] if state else None,
+        )
+        experiment_id, parent_run_id = tracking.experiment_id, tracking.parent_run_id
+        if state is None:
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            state_path.write_text(
+                json.dumps(
+                    {
+                        "parent_run_id": parent_run_id,
+                        "experiment_id": experiment_id,
+                        "tracking_uri": uri,
+                        "spec_digest": loaded.digest,
+                    },
+                    indent=2,
+                )
+            )
+            tracking.log_documents(
+                {f"sweep/{spec_path.name}": loaded.text}, {"sweep/base_trial.json": loaded.base}
+            )
+    except BaseException:
+        ray.shutdown()
+        raise
+    context = SweepContext(loaded, uri, experiment_id, parent_run_id, spec.tracking.log_models)
+    trainable = tune.with_resources(
+        tune.with_parameters(sweep_trial, context=context), spec.resources.ray_resources()
     )
     # Tune warns on every checkpoint-heavy stretch that snapshots are frequent; a sweep that
     # checkpoints every epoch means to, and the warning buried the progress lines.
