@@ -7,6 +7,7 @@ starts, and a sweep that exists is only ever continued (`--resume`), never overw
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -293,8 +294,11 @@ def _run_locked(
         tune.with_parameters(sweep_trial, context=context), spec.resources.ray_resources()
     )
     # Tune warns on every checkpoint-heavy stretch that snapshots are frequent; a sweep that
-    # checkpoints every epoch means to, and the warning buried the progress lines.
+    # checkpoints every epoch means to, and the warning buried the progress lines. Tune's
+    # TensorBoard logger warns once per NaN value of every result (a method's diagnostic that is
+    # undefined for a layer, say); MLflow already leaves NaN values out.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
     status = "FAILED"
     try:
         if resume:
