@@ -159,6 +159,8 @@ def _trial(trial_id: str, status: str, result: dict[str, float]) -> SimpleNamesp
 
 def test_the_progress_line_counts_trials_failures_and_the_front(capsys: pytest.CaptureFixture[str]) -> None:
     line = ProgressLine(total=5, quality="test_accuracy", maximize=True)
+    line.started, line.ended_here = -1e9, 7  # as unpickled by a restored sweep, from another process
+    line.setup()
     line.on_trial_start(0, [], None)
     done = [
         _trial("a", "TERMINATED", {"test_accuracy": 0.97, "sparsity": 0.5}),
@@ -172,6 +174,7 @@ def test_the_progress_line_counts_trials_failures_and_the_front(capsys: pytest.C
     assert printed.startswith("[5/5] e done, test_accuracy 0.5 | 1 failed | ")
     assert printed.rstrip().endswith("front: 3 trial(s)")  # a, b and the sparsest, e
     assert printed.count("\n") == 1
+    assert " 0m00s elapsed" in printed  # the clock of this process, not the restored one
 
 
 def test_on_an_autoscaling_cluster_a_request_no_node_type_can_hold_fails(

@@ -30,6 +30,10 @@ class ProgressLine(tune.Callback):
         self.started: float | None = None
         self.ended_here = 0
 
+    def setup(self, **info: Any) -> None:
+        """At the start of every `fit`: a restored sweep's clock starts again in this process."""
+        self.started, self.ended_here = None, 0
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if self.started is None:
             self.started = time.monotonic()
