@@ -191,7 +191,8 @@ def trial_run(client: MlflowClient, experiment_id: str, parent_run_id: str, tria
 
 def fail_unfinished_children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> int:
     """End every child still RUNNING as FAILED (a worker killed past its last retry)."""
-    stale = [r for r in child_runs(client, experiment_id, parent_run_id) if r.info.status == "RUNNING"]
+    running = f"tags.`mlflow.parentRunId` = '{parent_run_id}' and attributes.status = 'RUNNING'"
+    stale = list(search_all_runs(client, [experiment_id], running))  # usually none: read only those
     for run in stale:
         client.set_terminated(run.info.run_id, "FAILED")
     return len(stale)
@@ -364,9 +365,9 @@ class SweepTracking:
         return fail_unfinished_children(self.client, self.experiment_id, self.parent_run_id)
 
     def trial_runs(self) -> list[dict[str, Any]]:
-        """Every child run as a plain dict (`_plain_run` plus its `status`)."""
+        """Every child run as a record (`_slim`: the tags rnnprune reads) plus its `status`."""
         return [
-            {**_plain_run(run), "status": run.info.status}
+            {**_slim(run), "status": run.info.status}
             for run in child_runs(self.client, self.experiment_id, self.parent_run_id)
         ]
 
