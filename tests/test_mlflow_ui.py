@@ -109,9 +109,10 @@ def test_a_sweeps_experiment_opens_on_its_training_runs_with_the_front_linked(
         assert "Token Usage" not in driver.find_element(By.TAG_NAME, "body").text
         driver.get(run_url(base, experiment_id, parent_run_id))
         assert _text_appears(driver, "Pareto dashboard"), driver.find_element(By.TAG_NAME, "body").text[:3000]
+        # The child runs load by a request of their own: wait for them as for the description.
+        assert _text_appears(driver, "global_magnitude@0.5-seed0-abc123")  # by method, target, seed
         body = driver.find_element(By.TAG_NAME, "body").text
         assert "the Pareto front over test_accuracy and sparsity holds 3" in body
-        assert "global_magnitude@0.5-seed0-abc123" in body  # the child runs, by method, target, seed
         link = driver.find_element(By.PARTIAL_LINK_TEXT, "Pareto dashboard")
         assert f"/runs/{parent_run_id}/artifacts/pareto/pareto.html" in link.get_attribute("href")
         driver.save_screenshot(str(tmp_path / "parent_run.png"))
