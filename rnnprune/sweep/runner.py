@@ -106,12 +106,7 @@ def _tune_config(loaded: LoadedSpec) -> tune.TuneConfig:
         )
     scheduler = None
     if spec.scheduler.kind == "asha":
-        longest = max(
-            _lowest_trial(loaded, v)
-            .pruning.schedule.plan(0.5, 1)
-            .epochs
-            for v in loaded.variants
-        )
+        longest = max(_lowest_trial(loaded, v).pruning.schedule.plan(0.5, 1).epochs for v in loaded.variants)
         scheduler = PerLevelASHA(
             _target_sparsity(loaded),
             spec.scheduler.metric,
