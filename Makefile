@@ -17,7 +17,7 @@ export RNNPRUNE_DATA_DIR := $(SHARED_MNIST)
 endif
 endif
 
-.PHONY: install quickstart test test-fast lint bench
+.PHONY: install quickstart test test-fast lint docs bench
 
 install: $(INSTALLED)
 
@@ -44,3 +44,8 @@ test-fast: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check rnnprune tests benchmarks dashboards
+
+# The user guide as a site (mkdocs.yml), strict: a broken link or anchor fails the build.
+# NO_MKDOCS_2_WARNING silences the theme's end-of-life banner, printed on every build otherwise.
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -3,7 +3,7 @@
 Two Ray nodes (`ray start --head` and `ray start --address`, each with its own temp dir, ports
 and resources, token auth on), an `mlflow server` on a throwaway PostgreSQL database with the
 basic-auth app and proxied artifacts, and a sweep submitted with `ray job submit`, the way
-cluster/README.md tells an operator to. Mid-sweep the worker node is killed (all its
+docs/cluster.md tells an operator to. Mid-sweep the worker node is killed (all its
 processes, as a lost machine would be); Tune must retry the trial it held on the head.
 
 Everything listens on 127.0.0.1 and is torn down by process session, never by name, so Ray
