@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import TaskParams
@@ -150,6 +159,15 @@ class ModelConfig(_Group):
             )
         return {**raw, "params": _validate_params(factory.params, raw.get("params"))}
 
+    @model_serializer(mode="wrap")
+    def _chosen_network_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only the chosen network's fields define it (and read back): the built-in network's
+        # configs dump, and hash, as they did before factories existed, so finished trials
+        # and dense caches stay found.
+        data: dict[str, Any] = handler(self)
+        unused = ("factory", "params") if self.is_built_in else _BUILT_IN_FIELDS
+        return {key: value for key, value in data.items() if key not in unused}
+
     @property
     def is_built_in(self) -> bool:
         return self.factory == model_registry.BUILT_IN_FACTORY
@@ -263,14 +281,6 @@ class TrialConfig(_Group):
             for key in path[:-1]:
                 node = node[key]
             node.pop(path[-1], None)
-        # Only the chosen network's fields define it; the built-in's hash as they did before
-        # factories existed, so finished trials and dense caches stay found.
-        model = data["model"]
-        if self.model.is_built_in:
-            del model["factory"], model["params"]
-        else:
-            for key in _BUILT_IN_FIELDS:
-                del model[key]
         return data
 
     def hash(self) -> str:
