@@ -58,6 +58,7 @@ class Registry(MutableMapping[str, T], Generic[T]):
         self._clashes: dict[str, list[str]] = {}  # name -> every declaration, when declared twice
         self._discovered = entry_point_group is None
         self._loaded: dict[str, T] = {}
+        self._references: dict[str, T] = {}
 
     def _discover(self) -> None:
         """Read the entry-point group once; a name declared twice is kept as a clash."""
@@ -105,7 +106,10 @@ class Registry(MutableMapping[str, T], Generic[T]):
         if name in self._entries:
             found = self._resolve(self._entries[name].reference, name)
         elif ":" in name:
-            found = self._resolve(name, name)
+            # A reference is not a name: it is cached apart, so listings show registered names only.
+            if name not in self._references:
+                self._references[name] = self._resolve(name, name)
+            return self._references[name]
         else:
             raise UnknownName(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())} "

@@ -119,3 +119,8 @@ def returns_no_module(inputs: ModelInputs) -> int:
 
 
 NOT_A_FACTORY = 42
+
+
+def wrong_input_size(inputs: ModelInputs) -> nn.Module:
+    """Built for inputs of another width than the task's."""
+    return AttentionLSTM(inputs.input_size + 5, 4, inputs.num_outputs)

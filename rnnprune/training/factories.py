@@ -4,9 +4,11 @@ and the optimizer settings."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from rnnprune.config import TrainingConfig, TrialConfig
 from rnnprune.data.base import TaskData
+from rnnprune.errors import ConfigError
 from rnnprune.models import registry as model_registry
 from rnnprune.models.base import ModelInputs
 from rnnprune.models.masking import MaskedWeights, with_masks
@@ -27,6 +29,11 @@ def build_model(config: TrialConfig, data: TaskData, init: str = "init") -> Mask
     factory = model_registry.get(config.model.factory)
     torch.manual_seed(derived_seed(config.seed, init))
     module = factory.build(config.model.typed_params, model_inputs(data))
+    if not isinstance(module, nn.Module):
+        raise ConfigError(
+            f"factory {config.model.factory} returned a {type(module).__name__}, not an nn.Module; "
+            "return the model it builds"
+        )
     return with_masks(module, factory.readout)  # type: ignore[return-value]
 
 
