@@ -160,3 +160,21 @@ def test_left_out_matrices_are_logged_before_training(
     with caplog.at_level(logging.WARNING):
         run_trial(validate_config(user_trial), tmp_path / "out")
     assert "mixing (CellLoop) is not pruned" in caplog.text
+
+
+def test_a_plugin_models_compact_export_keeps_the_nonzeros_and_rebuilds_the_users_module(
+    user_trial: dict[str, Any], tmp_path: Path
+) -> None:
+    from rnnprune.export import export_model, load_compact
+
+    user_trial["model"] = {"factory": "tests.user_models:two_lstms", "params": {"hidden_size": 16}}
+    user_trial["pruning"]["target_sparsity"] = 0.9
+    run_trial(validate_config(user_trial), tmp_path / "trial")
+    summary = export_model(tmp_path / "trial" / "model.pt", tmp_path / "compact.pt", "compact")
+    dense = export_model(tmp_path / "trial" / "model.pt", tmp_path / "plain.pt", "state-dict")
+    assert summary["max_abs_difference_on_example"] == 0.0
+    assert summary["bytes"] < (tmp_path / "plain.pt").stat().st_size
+    assert summary["compact_params"] < 0.5 * dense["dense_params"]
+    restored = load_compact(tmp_path / "compact.pt")
+    assert type(restored) is user_models.TwoLSTMs  # the user's own class, no masks
+    assert not any(name.endswith("_mask") for name in restored.state_dict())
