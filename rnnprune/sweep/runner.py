@@ -267,7 +267,11 @@ def _run_locked(
         address=address,
         num_cpus=num_cpus if address is None else None,
         # Each worker pays MLflow's start-up once, before its first trial (worker_setup).
-        runtime_env={"env_vars": env, "worker_process_setup_hook": WORKER_SETUP_HOOK},
+        runtime_env={
+            **spec.runtime_env.ray_runtime_env(spec_path.parent),  # plugins the nodes lack
+            "env_vars": env,
+            "worker_process_setup_hook": WORKER_SETUP_HOOK,
+        },
         include_dashboard=False if address is None else None,
         ignore_reinit_error=True,
         log_to_driver=False,
