@@ -131,7 +131,10 @@ def main() -> None:
 
     medians = {name: statistics.median(values) for name, values in times.items()}
     ratio = medians["masked"] / medians["dense"]
-    given = {k: v for k, v in vars(args).items() if v is not None}
+    # A factory replaces --cell and --hidden, a task --seq and --features: the command leaves them out.
+    unused = {"cell", "hidden"} if args.factory else set()
+    unused |= {"seq", "features"} if args.task else set()
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in unused}
     result = {
         "command": "python -m benchmarks.masked_step " + " ".join(f"--{k} {v}" for k, v in given.items()),
         "settings": vars(args),

@@ -230,4 +230,8 @@ def test_the_example_sweep_runs_end_to_end_to_a_front_a_registered_pick_and_a_co
         "--tracking-uri", uri, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr[-3000:]
-    assert output.is_file() and json.loads(exported.stdout)["format"] == "compact"
+    summary = json.loads(exported.stdout)
+    assert output.is_file() and summary["format"] == "compact"
+    # Only the nonzeros are stored, and the rebuilt model forecasts as the pruned one does.
+    assert summary["compact_params"] < summary["dense_params"]
+    assert summary["max_abs_difference_on_example"] < 1e-5
