@@ -155,8 +155,17 @@ class Registry(MutableMapping[str, T], Generic[T]):
             raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
+        """A registered name, or a `module:attribute` reference that resolves (as `lookup`)."""
         self._discover()
-        return name in self._loaded or name in self._entries
+        if name in self._loaded or name in self._entries:
+            return True
+        if isinstance(name, str) and ":" in name:
+            try:
+                self.lookup(name)
+            except UnknownName:
+                return False
+            return True
+        return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
