@@ -20,6 +20,7 @@ registered_methods: Registry[PruningMethod] = Registry(
         "lattice": "rnnprune.pruning.lattice:LATTICE",
         "moduli": "rnnprune.pruning.moduli:MODULI",
         "units": "rnnprune.pruning.units:UNITS",
+        "block_magnitude": "rnnprune.pruning.blocks:BLOCK_MAGNITUDE",
     },
     entry_point_group="rnnprune.methods",
 )
