@@ -34,10 +34,13 @@ def _model(cell: str, layers: int, seed: int = 0) -> RecurrentNet:
     return RecurrentNet(cell, INPUT, HIDDEN, layers, CLASSES).eval()
 
 
-def _prune(model: RecurrentNet, target: float, scope: tuple[str, ...] = FULL_SCOPE, **params: Any) -> None:
+def _prune(
+    model: RecurrentNet, target: float, scope: tuple[str, ...] = FULL_SCOPE, **params: Any
+) -> dict[str, float]:
     weights = model.prunable_weights(scope)  # type: ignore[arg-type]
     result = UNITS(weights, target, UnitParams(**params), torch.Generator())
     model.set_masks(result.masks)
+    return result.diagnostics
 
 
 def _removed_units(model: RecurrentNet, layer: int) -> list[int]:
@@ -174,9 +177,14 @@ def test_rising_targets_keep_removed_units_removed(events: list[float], unit_tar
     noise = torch.Generator().manual_seed(5)
     before: list[set[int]] = [set(), set()]
     for target in events:
-        _prune(model, target, unit_target=unit_target)
+        diagnostics = _prune(model, target, unit_target=unit_target)
         now = [set(_removed_units(model, layer)) for layer in range(2)]
         assert all(old <= new for old, new in zip(before, now, strict=True))
+        # What is reported is what the masks hold, earlier removals included.
+        assert diagnostics["units_removed"] == sum(map(len, now)) / (2 * HIDDEN)
+        assert [diagnostics[f"layer{layer}.units_kept"] for layer in range(2)] == [
+            HIDDEN - len(u) for u in now
+        ]
         before = now
         with torch.no_grad():  # training moves the surviving weights between events
             for parameter in model.parameters():

@@ -117,7 +117,8 @@ def prune_units(
 ) -> PruningResult:
     assert isinstance(params, UnitParams)
     layers = unit_layers(weights)
-    units, removal, fractions = _removal(_unit_scores(weights, layers), params.allocation)
+    scores = _unit_scores(weights, layers)
+    units, removal, fractions = _removal(scores, params.allocation)
     if params.unit_target == "units":
         removed = removal(target_sparsity)
     else:
@@ -128,6 +129,8 @@ def prune_units(
             return sum(int((~mask).sum()) for mask in masks.values())
 
         removed = removal(fractions[_smallest_reaching(len(fractions) - 1, pruned, needed)])
+    # A target the earlier removals already reach removes none of them again; they stay removed.
+    removed = [now | (score == float("-inf")) for now, score in zip(removed, scores, strict=True)]
     diagnostics = {
         f"{layer.label}.units_kept": float(len(r) - int(r.sum()))
         for layer, r in zip(layers, removed, strict=True)
@@ -220,7 +223,9 @@ UNITS = PruningMethod(
     "gate rows in weight_ih and weight_hh, its weight_hh column and its columns in the next layer's "
     "weight_ih, or in the readout for the last layer (only when the readout is in the scope and reads "
     "that layer's outputs exactly; otherwise only rows and the recurrent column go, and the readout "
-    "still reads a bias-driven signal). Optional group-lasso penalty on the same groups (group_lasso).",
+    "still reads a bias-driven signal). The target is the fraction of units removed (unit_target: "
+    "units) or of the pool, reached in whole units (parameters); the accounting measures the pool. "
+    "Optional group-lasso penalty on the same groups (group_lasso).",
     regularizer=RegularizerHook(
         active=_penalises,
         build=_build_group_lasso,
