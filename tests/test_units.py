@@ -3,6 +3,7 @@ export then drops them with outputs unchanged, and the accounting counts what is
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,14 @@ from rnnprune.data.base import Architecture
 from rnnprune.errors import ConfigError
 from rnnprune.export import compact
 from rnnprune.metrics import sparsity_report
+from rnnprune.models.masking import with_masks
 from rnnprune.models.recurrent import GATES, RecurrentNet
 from rnnprune.pruning import registry
-from rnnprune.pruning.base import PrunableWeight
 from rnnprune.pruning.schedules import GradualSchedule, IterativeSchedule
 from rnnprune.pruning.unit_groups import unit_layers
 from rnnprune.pruning.units import GroupLasso, UnitParams
 from rnnprune.training.runner import load_model, run_trial
+from rnnprune.weights import ALL_KINDS
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
 INPUT, HIDDEN, CLASSES = 5, 12, 3
@@ -211,71 +213,35 @@ class TwoRecurrentModules(nn.Module):
         outputs, _ = self.second(outputs)
         return self.head(outputs[:, -1])
 
-    def prunable_weights(self) -> list[PrunableWeight]:
-        weights = []
-        for module_name, module, first_layer, gates in (
-            ("first", self.first, 0, GATES["lstm"]),
-            ("second", self.second, 2, GATES["gru"]),
-        ):
-            for name, parameter in module.named_parameters():
-                if name.startswith("weight_"):
-                    kind, _, rest = name.removeprefix("weight_").partition("_l")
-                    layer, _, reverse = rest.partition("_")
-                    weights.append(
-                        PrunableWeight(
-                            f"{module_name}.{name}",
-                            first_layer + int(layer),
-                            kind,  # type: ignore[arg-type]
-                            gates,
-                            parameter,
-                            torch.ones_like(parameter, dtype=torch.bool),
-                            module_name,
-                            1 if reverse else 0,
-                        )
-                    )
-        head = self.head.weight
-        weights.append(
-            PrunableWeight(
-                "head.weight", 3, "readout", ("out",), head, torch.ones_like(head, dtype=torch.bool), "head"
-            )
-        )
-        return weights
+
+def _user_model() -> nn.Module:
+    """The user's model with the masks rnnprune gives any module (its weights discovered)."""
+    torch.manual_seed(0)
+    return with_masks(TwoRecurrentModules()).eval()
 
 
 def test_groups_of_a_bidirectional_stack_and_separate_modules() -> None:
-    model = TwoRecurrentModules()
-    layers = {layer.label: layer for layer in unit_layers(model.prunable_weights())}
-    assert list(layers) == [
-        "first.layer0",
-        "first.layer0_reverse",
-        "first.layer1",
-        "first.layer1_reverse",
-        "second.layer2",
-    ]
+    weights = _user_model().prunable_weights(ALL_KINDS)  # type: ignore[operator]
+    layers = {layer.label: layer for layer in unit_layers(weights)}
+    assert list(layers) == ["layer0", "layer0r", "layer1", "layer1r", "layer2"]
     readers = {label: [(r.weight.name, r.offset) for r in layer.readers] for label, layer in layers.items()}
-    assert readers["first.layer0"] == [("first.weight_ih_l1", 0), ("first.weight_ih_l1_reverse", 0)]
-    assert readers["first.layer0_reverse"] == [("first.weight_ih_l1", 6), ("first.weight_ih_l1_reverse", 6)]
+    assert readers["layer0"] == [("first.weight_ih_l1", 0), ("first.weight_ih_l1_reverse", 0)]
+    assert readers["layer0r"] == [("first.weight_ih_l1", 6), ("first.weight_ih_l1_reverse", 6)]
     # The GRU reads the LSTM's top layer, but that is another module: no reader is assumed.
-    assert readers["first.layer1"] == readers["first.layer1_reverse"] == []
-    assert readers["second.layer2"] == [("head.weight", 0)]
+    assert readers["layer1"] == readers["layer1r"] == []
+    assert readers["layer2"] == [("head.weight", 0)]
 
 
 def test_removed_units_of_a_user_model_are_read_by_nothing() -> None:
-    torch.manual_seed(0)
-    model = TwoRecurrentModules().eval()
-    weights = model.prunable_weights()
+    model = _user_model()
+    weights = model.prunable_weights(ALL_KINDS)  # type: ignore[operator]
     masks = UNITS(weights, 0.5, UnitParams(), torch.Generator()).masks
-    with torch.no_grad():
-        for weight in weights:
-            weight.weight.mul_(masks[weight.name])
+    model.set_masks(masks)  # type: ignore[operator]
     inputs = torch.randn(4, 6, INPUT)
 
-    def output_after_shifting_the_biases(
-        module: nn.RNNBase, suffix: str, unit: int, hidden: int
-    ) -> torch.Tensor:
-        shifted = TwoRecurrentModules().eval()
-        shifted.load_state_dict(model.state_dict())
-        target = getattr(shifted, "first" if module is model.first else "second")
+    def output_after_shifting_the_biases(module: str, suffix: str, unit: int, hidden: int) -> torch.Tensor:
+        shifted = copy.deepcopy(model)
+        target = getattr(shifted, module)
         gates = getattr(target, f"bias_ih{suffix}").shape[0] // hidden
         with torch.no_grad():
             for name in (f"bias_ih{suffix}", f"bias_hh{suffix}"):
@@ -284,13 +250,8 @@ def test_removed_units_of_a_user_model_are_read_by_nothing() -> None:
 
     with torch.no_grad():
         reference = model(inputs)
-    hh_masks = {w.name: masks[w.name] for w in weights if w.kind == "hh"}
-    for module, prefix, suffix, hidden in (
-        (model.first, "first", "_l0", 6),
-        (model.first, "first", "_l0_reverse", 6),
-        (model.second, "second", "_l0", 4),
-    ):
-        removed = [j for j in range(hidden) if not hh_masks[f"{prefix}.weight_hh{suffix}"][:, j].any()]
+    for module, suffix, hidden in (("first", "_l0", 6), ("first", "_l0_reverse", 6), ("second", "_l0", 4)):
+        removed = [j for j in range(hidden) if not masks[f"{module}.weight_hh{suffix}"][:, j].any()]
         kept = [j for j in range(hidden) if j not in removed]
         assert len(removed) == hidden // 2
         for unit in removed:  # its own signal changes, and nothing reads it
@@ -301,9 +262,9 @@ def test_removed_units_of_a_user_model_are_read_by_nothing() -> None:
             output_after_shifting_the_biases(module, suffix, kept[0], hidden), reference, atol=1e-4
         )
     # The LSTM's top layer is read by the GRU, outside its module: its units' rows go, yet they are read.
-    removed_top = [j for j in range(6) if not hh_masks["first.weight_hh_l1"][:, j].any()]
+    removed_top = [j for j in range(6) if not masks["first.weight_hh_l1"][:, j].any()]
     assert not torch.allclose(
-        output_after_shifting_the_biases(model.first, "_l1", removed_top[0], 6), reference, atol=1e-4
+        output_after_shifting_the_biases("first", "_l1", removed_top[0], 6), reference, atol=1e-4
     )
 
 

@@ -47,8 +47,8 @@ class UnitLayer:
 
     @property
     def label(self) -> str:
-        prefix = f"{self.module}." if self.module else ""
-        return f"{prefix}layer{self.layer}{'_reverse' if self.direction else ''}"
+        """`layer0`, `layer0r` reversed (layers are numbered over the whole model)."""
+        return f"layer{self.layer}" + ("r" if self.direction else "")
 
     def group_sums(self, values: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Per unit, the sum of `values` (one tensor per weight name, of its shape) over the

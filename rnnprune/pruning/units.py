@@ -30,7 +30,7 @@ from rnnprune.pruning.unit_groups import UnitLayer, drop_units, unit_layers
 from rnnprune.regularization import Regularizer, RegularizerHook
 
 if TYPE_CHECKING:  # methods read weights, never build models
-    from rnnprune.models.recurrent import RecurrentNet
+    from rnnprune.models.masking import MaskedWeights
 
 PENALISED_KINDS = ("ih", "hh", "readout")
 
@@ -210,7 +210,7 @@ def _penalises(params: MethodParams) -> bool:
     return params.group_lasso > 0
 
 
-def _build_group_lasso(params: MethodParams, model: RecurrentNet, generator: torch.Generator) -> GroupLasso:
+def _build_group_lasso(params: MethodParams, model: MaskedWeights, generator: torch.Generator) -> GroupLasso:
     assert isinstance(params, UnitParams)
     return GroupLasso(params.group_lasso)
 
