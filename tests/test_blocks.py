@@ -15,6 +15,7 @@ from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.pruning import registry
 from rnnprune.pruning.base import PrunableWeight
 from rnnprune.pruning.blocks import BlockParams
+from rnnprune.training.preflight import check_plugins
 from rnnprune.training.runner import run_trial
 
 BLOCKS = registry.get("block_magnitude")
@@ -135,6 +136,18 @@ def test_a_block_the_input_width_does_not_take_fails_before_training(
     ):
         run_trial(config, tmp_path / "out")
     assert not (tmp_path / "cache").exists()  # nothing was trained
+
+
+def test_a_block_a_plugin_model_does_not_take_fails_in_the_preflight(trial_dict: dict[str, Any]) -> None:
+    trial_dict["model"] = {"factory": "tests.user_models:two_lstms", "params": {"hidden_size": 8}}
+    trial_dict["pruning"].update(method="block_magnitude", params={"block": [4, 8]})
+    config = validate_config(trial_dict)  # the config cannot know a plugin model's matrices
+    with pytest.raises(
+        ConfigError,
+        match=r"pruning\.params\.block: \[4, 8\] does not divide first\.weight_ih_l0 \(32 × 28\) and 2 more; "
+        r".*\(model tests\.user_models:two_lstms on task 'seq_mnist'\)",
+    ):
+        check_plugins([config])
 
 
 def test_a_block_pruning_trial_reaches_the_target_in_whole_tiles(
