@@ -24,6 +24,7 @@ __all__ = [
     "Masks",
     "MethodParams",
     "NoParams",
+    "PoolCheck",
     "PrunableWeight",
     "PruningMethod",
     "PruningResult",
@@ -61,6 +62,13 @@ PruneFunction = Callable[
     [Sequence[PrunableWeight], float, MethodParams, torch.Generator], Masks | PruningResult
 ]
 
+PoolCheck = Callable[[Sequence[PrunableWeight], float, MethodParams], list[tuple[str, str]]]
+"""(pool, target sparsity, params) -> problems, each (field under `pruning`, message with the fix).
+
+It reads shapes and structure only, never values: the config validation calls it with the
+matrices the model group fixes (shape-only tensors), the runner with the task's network
+before any training."""
+
 
 @dataclass(frozen=True)
 class PruningMethod:
@@ -95,9 +103,17 @@ class PruningMethod:
     description: str
     # Methods that shape training itself (a penalty in every phase, dense included).
     regularizer: RegularizerHook | None = None
+    # Methods that cannot prune every pool or reach every target (a block shape must divide).
+    check: PoolCheck | None = None
 
     def regularizes(self, params: MethodParams) -> bool:
         return self.regularizer is not None and self.regularizer.active(params)
+
+    def problems(
+        self, weights: Sequence[PrunableWeight], target_sparsity: float, params: MethodParams
+    ) -> list[tuple[str, str]]:
+        """What keeps this method from pruning `weights` to the target (empty: nothing)."""
+        return self.check(weights, target_sparsity, params) if self.check is not None else []
 
 
 def check_masks(method: str, masks: object, weights: Sequence[PrunableWeight]) -> None:

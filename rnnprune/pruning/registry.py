@@ -19,6 +19,8 @@ registered_methods: Registry[PruningMethod] = Registry(
         "expander": "rnnprune.pruning.expander:EXPANDER",
         "lattice": "rnnprune.pruning.lattice:LATTICE",
         "moduli": "rnnprune.pruning.moduli:MODULI",
+        "units": "rnnprune.pruning.units:UNITS",
+        "block_magnitude": "rnnprune.pruning.blocks:BLOCK_MAGNITUDE",
     },
     entry_point_group="rnnprune.methods",
 )
