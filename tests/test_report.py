@@ -324,3 +324,38 @@ def test_report_input_errors_are_one_line(
     assert "--baseline: no method 'lattice' among these runs" in capsys.readouterr().err
     assert not Path(out).exists()
     assert main(["report", "nothing", "--tracking-uri", uri, "--output", out]) == 2
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_sweep(sweep_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import write_spec
+
+    from rnnprune.sweep.runner import run_sweep
+
+    axes = {"pruning.target_sparsity": [0.5, 0.9], "seed": [0, 1]}
+    spec = write_spec(
+        sweep_dir, "tiny", [], ["global_magnitude", "random"], axes=axes, max_concurrent_trials=2
+    )
+    outcome = run_sweep(spec, workdir=sweep_dir, num_cpus=2)
+    assert outcome.errors == 0
+    output = sweep_dir / "results" / "tiny.md"
+    assert main(["report", "tiny", "--tracking-uri", outcome.tracking_uri, "--output", str(output)]) == 0
+    text = output.read_text()
+    assert [row[:3] for row in table_rows(text, "method")] == [
+        ["global_magnitude", "0.5", "2"],
+        ["global_magnitude", "0.9", "2"],
+        ["random", "0.5", "2"],
+        ["random", "0.9", "2"],
+    ]
+    paired = table_rows(text, "method | target | pairs")
+    assert [row[:3] for row in paired] == [["random", "0.5", "2"], ["random", "0.9", "2"]]
+    assert all(row[5].startswith("n too small") for row in paired)  # two seeds: no Wilcoxon
+    assert {row[0] for row in table_rows(text, "method | hypervolume of the seed means")} == {
+        "all",
+        "global_magnitude",
+        "random",
+    }
+    assert (sweep_dir / "results" / "tiny_quality_sparsity.png").read_bytes().startswith(b"\x89PNG")
+    client = MlflowClient(outcome.tracking_uri)
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id, "report")}
+    assert artifacts == {"report/tiny.html"}
