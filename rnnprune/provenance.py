@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import os
 import platform
+import re
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -62,10 +63,18 @@ def code_version() -> str:
     return f"{commit} + uncommitted changes" if changed else commit
 
 
+# user:password@ in a URI (a tracking server's credentials) never reaches a published page.
+_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _without_secrets(argument: str) -> str:
+    return _CREDENTIALS.sub("***@", argument)
+
+
 def current(command: Sequence[str]) -> Provenance:
     """The provenance of a page written now by `command` (its argv, program name first)."""
     return Provenance(
-        command=shlex.join(command),
+        command=shlex.join(_without_secrets(part) for part in command),
         commit=code_version(),
         machine=cpu_description(),
         date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

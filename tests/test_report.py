@@ -359,3 +359,10 @@ def test_report_of_a_real_tiny_sweep(sweep_dir: Path, capsys: pytest.CaptureFixt
     client = MlflowClient(outcome.tracking_uri)
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id, "report")}
     assert artifacts == {"report/tiny.html"}
+
+
+def test_a_tracking_uri_with_credentials_is_not_printed_on_the_page() -> None:
+    from rnnprune.provenance import current
+
+    made = current(["rnnprune", "report", "s", "--tracking-uri", "https://alice:secret@mlflow.example:5000"])
+    assert "secret" not in made.command and "https://***@mlflow.example:5000" in made.command
