@@ -4,7 +4,8 @@ A method answers one question (ShrinkBench's): *which weights stay?* It is a pur
 from the prunable weights, their current masks and a target sparsity to new masks. It never
 trains, logs or saves; schedules, mask application and accounting are shared machinery.
 A method may also hand the trainer a regularizer (`RegularizerHook`), a penalty the shared
-loop adds to the loss; the mask function stays pure.
+loop adds to the loss, or a rule that moves masks while the pruning phase trains
+(`DynamicSparsity`: drop and regrow); the mask function stays pure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rnnprune.weights import PrunableWeight, WeightKind
 
 # PrunableWeight and WeightKind live in the leaf `rnnprune.weights`; methods import them from here.
 __all__ = [
+    "DynamicSparsity",
     "Masks",
     "MethodParams",
     "NoParams",
@@ -70,6 +72,27 @@ matrices the model group fixes (shape-only tensors), the runner with the task's 
 before any training."""
 
 
+MaskUpdateFunction = Callable[
+    [Sequence[PrunableWeight], MethodParams, int, int, torch.Generator], Masks | PruningResult
+]
+
+
+@dataclass(frozen=True)
+class DynamicSparsity:
+    """How a method moves masks while the pruning phase trains (dynamic sparse training).
+
+    `due(params, step, phase_steps)` says whether the masks change at optimizer step `step`
+    of a phase of `phase_steps` steps; then `update(weights, params, step, phase_steps,
+    generator)` returns the new masks, read from the weights, their current masks and their
+    dense gradients (`weight.weight.grad`, before clipping). Unlike `prune`, an update may
+    regrow pruned weights (they come back at zero, with zero optimizer moments), but it keeps
+    the number of kept weights over the pool: the trainer refuses an update that does not.
+    """
+
+    due: Callable[[MethodParams, int, int], bool]
+    update: MaskUpdateFunction
+
+
 @dataclass(frozen=True)
 class PruningMethod:
     """A registered method: its typed parameters and its mask function.
@@ -105,6 +128,8 @@ class PruningMethod:
     regularizer: RegularizerHook | None = None
     # Methods that cannot prune every pool or reach every target (a block shape must divide).
     check: PoolCheck | None = None
+    # Methods that also move masks between the schedule's events (drop and regrow).
+    dynamic: DynamicSparsity | None = None
 
     def regularizes(self, params: MethodParams) -> bool:
         return self.regularizer is not None and self.regularizer.active(params)

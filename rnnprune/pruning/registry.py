@@ -21,6 +21,7 @@ registered_methods: Registry[PruningMethod] = Registry(
         "moduli": "rnnprune.pruning.moduli:MODULI",
         "units": "rnnprune.pruning.units:UNITS",
         "block_magnitude": "rnnprune.pruning.blocks:BLOCK_MAGNITUDE",
+        "rigl": "rnnprune.pruning.rigl:RIGL",
     },
     entry_point_group="rnnprune.methods",
 )
