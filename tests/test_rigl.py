@@ -179,7 +179,8 @@ def test_sparsity_is_exact_after_every_step_and_regrown_weights_start_from_zero(
                 new = w.mask & ~self.masks[w.name]
                 if new.any():
                     moment = optimizer.state[w.weight]["exp_avg"] if optimizer.state else torch.zeros(1)
-                    new_weights.append((float(w.weight.detach()[new].abs().max()), float(moment[new].abs().max())))
+                    value = w.weight.detach()[new].abs().max()
+                    new_weights.append((float(value), float(moment[new].abs().max())))
             changes.append(
                 sum(int((w.mask != self.masks[w.name]).sum()) for w in model.prunable_weights(scope))
             )
