@@ -9,6 +9,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from rnnprune.pruning import registry as method_registry
 from rnnprune.sweep.runner import run_sweep
 from rnnprune.sweep.spec import dry_run, load_spec, matched_overrides
 
@@ -128,3 +129,30 @@ def test_a_matched_sparsity_baseline_spec_runs_and_resumes(sweep_dir: Path) -> N
     assert [r.info.end_time for r in sorted(after, key=lambda r: r.info.run_id)] == [
         r.info.end_time for r in sorted(children, key=lambda r: r.info.run_id)
     ]
+
+
+LEADERBOARD = Path(__file__).parent.parent / "sweeps" / "leaderboard"
+
+
+@pytest.mark.parametrize(
+    ("name", "targets", "grid", "matched"),
+    [("seq_mnist_lstm128", [0.5, 0.8, 0.9, 0.95, 0.98], 135, 30), ("seq_mnist_gru128", [0.9, 0.98], 54, 12)],
+)
+def test_leaderboard_specs_run_every_built_in_method_on_one_budget(
+    name: str, targets: list[float], grid: int, matched: int
+) -> None:
+    loaded = load_spec(LEADERBOARD / f"{name}.yaml")
+    built_in = {
+        m for m in method_registry.names() if method_registry.registered_methods.origin(m) == "built-in"
+    }
+    assert set(loaded.spec.methods) == built_in
+    assert loaded.spec.axes["pruning.target_sparsity"] == targets
+    assert loaded.trial_count == grid and loaded.matched_trial_bound == matched
+    budgets = set()
+    for variant in loaded.variants:
+        config = loaded.trial_config(variant, {})
+        schedule = config.pruning.schedule
+        budgets.add((config.training.epochs, schedule.kind, schedule.prune_epochs, schedule.finetune_epochs))
+        assert config.task.typed_params.max_train_examples == 24000
+        assert config.model.hidden_size == 128 and config.model.cell == name.split("_")[-1][:-3]
+    assert budgets == {(10, "gradual", 10, 5)}
