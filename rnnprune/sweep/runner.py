@@ -365,7 +365,9 @@ def _run_locked(
 MATCHED_RUN_PREFIX = "matched-"
 
 
-def matched_trials(loaded: LoadedSpec, results: Any, tracking: SweepTracking) -> list[dict[str, Any]]:
+def matched_trials(
+    loaded: LoadedSpec, results: tune.ResultGrid, tracking: SweepTracking
+) -> list[dict[str, Any]]:
     """Tune configs of the matched baselines: for each reference trial that ran to its end, each
     baseline at the `sparsity` it reached. Trials that would be the same config (two references
     reaching the same sparsity) run once, matched to every reference (`matched_to`: run ids)."""
@@ -373,7 +375,7 @@ def matched_trials(loaded: LoadedSpec, results: Any, tracking: SweepTracking) ->
     by_hash: dict[str, dict[str, Any]] = {}
     for result in results:
         metrics = result.metrics or {}
-        if result.error is not None or not metrics.get(FINAL_REPORT) or "variant" not in result.config:
+        if result.error is not None or not metrics.get(FINAL_REPORT):
             continue
         variant = loaded.variants[result.config["variant"]]
         if variant.method not in spec.matched_references:
@@ -398,7 +400,7 @@ def matched_trials(loaded: LoadedSpec, results: Any, tracking: SweepTracking) ->
 
 def _run_matched(
     loaded: LoadedSpec,
-    results: Any,
+    results: tune.ResultGrid,
     tracking: SweepTracking,
     trainable: Any,
     experiment_dir: Path,
