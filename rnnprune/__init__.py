@@ -1,7 +1,9 @@
 """rnnprune: prune recurrent networks and compare methods on accuracy-sparsity fronts.
 
-The Python API (`rnnprune.prune`, `train`, `sweep`, `front`) lives in `rnnprune.api`; it is
+The Python API (`rnnprune.prune`, `train`, `run_sweep`, `front`) lives in `rnnprune.api`; it is
 loaded on first use, so `import rnnprune` (and the CLI's start) stays free of torch and Ray.
+No API name may be a subpackage's (`sweep`, `training`): importing the subpackage would replace
+the function on the package.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["front", "prune", "sweep", "train"]
+__all__ = ["front", "prune", "run_sweep", "train"]
 
 
 def __getattr__(name: str) -> Any:

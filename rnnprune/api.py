@@ -4,7 +4,7 @@
 
     report = rnnprune.prune(my_lstm_model, "global_magnitude", sparsity=0.9)
     result = rnnprune.train({"task": {"name": "adding"}, "pruning": {"target_sparsity": 0.8}})
-    outcome = rnnprune.sweep(spec, trial, directory="runs/my-sweep")
+    outcome = rnnprune.run_sweep(spec, trial, directory="runs/my-sweep")
     front = rnnprune.front("my-sweep", tracking_uri="sqlite:///runs/my-sweep/mlflow.db")
 
 Each function validates its input as the CLI does (the same one-line errors, the same
@@ -86,7 +86,7 @@ def train(config: Mapping[str, Any] | TrialConfig, output_dir: str | Path | None
     return run_trial(trial, Path(output_dir) if output_dir is not None else Path("runs") / trial.name())
 
 
-def sweep(
+def run_sweep(
     spec: Mapping[str, Any] | str | Path,
     trial: Mapping[str, Any] | None = None,
     *,
@@ -102,12 +102,12 @@ def sweep(
     `runs/sweeps/<name>`), where they stay as the record of what ran; the spec's `base` is set
     to that trial, so the same sweep can be resumed from the CLI.
     """
-    from rnnprune.sweep.runner import run_sweep
+    from rnnprune.sweep.runner import run_sweep as run_loaded_spec
     from rnnprune.sweep.spec import load_spec
 
     if isinstance(spec, Mapping):
         if trial is None:
-            raise TypeError("rnnprune.sweep: give the base trial config as `trial` with a spec mapping")
+            raise TypeError("rnnprune.run_sweep: give the base trial config as `trial` with a spec mapping")
         folder = Path(directory) if directory is not None else Path("runs") / "sweeps" / str(spec.get("name"))
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "trial.yaml").write_text(yaml.safe_dump(dict(trial), sort_keys=False))
@@ -115,7 +115,7 @@ def sweep(
         path = folder / "spec.yaml"
     else:
         path = Path(spec)
-    return run_sweep(
+    return run_loaded_spec(
         load_spec(path), address=address, tracking_uri=tracking_uri, resume=resume, progress=progress
     )
 

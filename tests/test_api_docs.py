@@ -25,7 +25,7 @@ def _run(blocks: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_page_has_examples_of_every_function() -> None:
     text = "\n".join(examples())
-    for function in ("rnnprune.prune(", "rnnprune.train(", "rnnprune.sweep(", "rnnprune.front("):
+    for function in ("rnnprune.prune(", "rnnprune.train(", "rnnprune.run_sweep(", "rnnprune.front("):
         assert function in text
 
 
@@ -39,3 +39,13 @@ def test_the_prune_and_train_examples_run(tmp_path: Path, monkeypatch: pytest.Mo
 def test_the_whole_page_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _run(examples(), tmp_path, monkeypatch)
     assert (tmp_path / "runs" / "api-sweep" / "spec.yaml").is_file()
+
+
+def test_api_names_stay_functions_once_the_subpackages_are_imported() -> None:
+    import rnnprune
+    import rnnprune.sweep.spec  # sets the attribute rnnprune.sweep: the subpackage
+    import rnnprune.training.runner
+
+    assert all(callable(getattr(rnnprune, name)) for name in rnnprune.__all__)
+    subpackages = {p.name for p in Path(rnnprune.__file__).parent.iterdir() if (p / "__init__.py").is_file()}
+    assert not subpackages & set(rnnprune.__all__)
