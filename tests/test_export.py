@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnprune.export import compact, kept_units, parameter_count, plain_state_dict
+from rnnprune.compact import compact, kept_units, parameter_count
+from rnnprune.export import plain_state_dict
 from rnnprune.models.recurrent import RecurrentNet
 
 HIDDEN, LAYERS, INPUT, CLASSES = 12, 3, 7, 5

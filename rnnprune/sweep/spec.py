@@ -156,6 +156,16 @@ class Tracking(_Strict):
     log_models: bool = Field(default=True, description="Log each trial's pruned model as an MLflow model.")
 
 
+class Pareto(_Strict):
+    objectives: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="The front the sweep publishes when it ends: two or three catalogue metrics, "
+        "measured ones (speedup_b1, model_bytes) too; default: the task's test quality metric and sparsity.",
+    )
+
+
 class SweepSpec(_Strict):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Sweep (and Tune experiment) name."
@@ -171,6 +181,7 @@ class SweepSpec(_Strict):
     max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
     storage_path: Path = Field(default=Path("runs/sweeps"), description="Tune storage (shared on a cluster).")
     tracking: Tracking = Field(default_factory=Tracking)
+    pareto: Pareto = Field(default_factory=Pareto)
 
     @field_validator("methods")
     @classmethod
@@ -410,6 +421,11 @@ def _with_task_metrics(
             raise problem(
                 loc, f"unknown metric {name!r}; trials of task {task_name!r} report {', '.join(reported)}"
             )
+    for index, name in enumerate(spec.pareto.objectives or ()):
+        try:  # a front reads the final metrics, so a metric measured once at the end is fine
+            catalogue.metric(name, task)
+        except catalogue.MetricError as error:
+            raise problem(("pareto", "objectives", str(index)), str(error).removeprefix("metric: ")) from None
     # Every reported metric is in the catalogue (checked above), so its direction is known.
     mode = spec.scheduler.mode or catalogue.metric(metric, task).mode
     scheduler = spec.scheduler.model_copy(update={"metric": metric, "mode": mode})
