@@ -50,21 +50,32 @@ def _load_module(path: Path) -> Runner:
     return module
 
 
+# TorchScript is deprecated since PyTorch 2.11 in favour of torch.export, which fixes the number
+# of steps (module docstring); it is still what C++ and mobile runtimes load.
+TORCHSCRIPT_DEPRECATION = r"`torch\.jit\.(script|load)` is deprecated"
+
+
 def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.jit.script(module).save(str(path))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
+        torch.jit.script(module).save(str(path))
 
 
 def _load_torchscript(path: Path) -> Runner:
-    module: Runner = torch.jit.load(str(path)).eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=TORCHSCRIPT_DEPRECATION, category=DeprecationWarning)
+        module: Runner = torch.jit.load(str(path)).eval()
     return module
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated in favour of one that cannot leave the
-        # number of steps free (module docstring); its batch-size warning is about h0/c0
-        # inputs, which this model does not take.
+        # number of steps free (module docstring); its tracer warns of shape checks that the
+        # ONNX operators make themselves, and its batch-size warning is about h0/c0 inputs,
+        # which this model does not take.
         warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         torch.onnx.export(
             module,

@@ -416,7 +416,15 @@ def _with_task_metrics(
     named = [(("scheduler", "metric"), metric)] + [
         (("search", "objectives", str(i), "metric"), o.metric) for i, o in enumerate(objectives)
     ]
+    final_only = {m.name for m in catalogue.COMMON if not m.per_epoch}
     for loc, name in named:
+        if name in final_only:
+            raise problem(
+                loc,
+                f"{name} is measured once, at the end of a trial, and the scheduler and searcher read "
+                f"every epoch's report; use one of {', '.join(reported)} (or put {name} in "
+                "pareto.objectives)",
+            )
         if name not in reported:
             raise problem(
                 loc, f"unknown metric {name!r}; trials of task {task_name!r} report {', '.join(reported)}"
