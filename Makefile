@@ -1,7 +1,9 @@
 # The two commands of the README, and a few for development.
 #   make quickstart   create .venv if missing, install, run the quickstart sweep
 #   make test         create .venv if missing, install, run the whole test suite
-# Installation is keyed on pyproject.toml: a second run does not reinstall.
+# Installation is keyed on the pyproject.toml files: a second run does not reinstall. The
+# worked example plugin (examples/sunspots) is installed beside rnnprune, so its short names
+# work and its tests run.
 
 PYTHON ?= python3
 VENV := .venv
@@ -17,13 +19,15 @@ export RNNPRUNE_DATA_DIR := $(SHARED_MNIST)
 endif
 endif
 
-.PHONY: install quickstart test test-fast lint bench
+.PHONY: install quickstart test test-fast lint docs bench
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+EXAMPLE := examples/sunspots
+
+$(INSTALLED): pyproject.toml $(EXAMPLE)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(EXAMPLE)
 	touch $@
 
 # A second run continues (or re-reports) the same sweep instead of refusing to overwrite it.
@@ -43,4 +47,9 @@ test-fast: $(INSTALLED)
 	$(BIN)/python -m pytest tests -m "not slow"
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check rnnprune tests benchmarks dashboards
+	$(BIN)/ruff check rnnprune tests benchmarks dashboards examples
+
+# The user guide as a site (mkdocs.yml), strict: a broken link or anchor fails the build.
+# NO_MKDOCS_2_WARNING silences the theme's end-of-life banner, printed on every build otherwise.
+docs: $(INSTALLED)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

@@ -49,6 +49,7 @@ __all__ = [
 ]
 _COMMON = {m.name: m for m in COMMON}
 
+
 def _lookup(task: str | DeclaringTask | None) -> DeclaringTask | None:
     """A task by name from the registry (None for a name not registered here)."""
     if task is None or not isinstance(task, str):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rnnprune import catalogue
 from rnnprune.errors import RnnpruneError
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from rnnprune.pareto import Constraint
+    from rnnprune.registry import Registry
 
 METRICS_IN_HELP = "{catalogue metrics}"
 DEPRECATED_STATE_DICT = "state-dict"  # `export --format`'s old spelling of state_dict
@@ -48,9 +49,11 @@ def _train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rnnprune.config import load_config
+    from rnnprune.training.preflight import check_plugins
     from rnnprune.training.runner import EpochReport, run_trial
 
     config = load_config(args.config, args.overrides)
+    check_plugins([config])
     output = Path(args.output) if args.output else Path("runs") / config.name()
     print(f"trial {config.name()} -> {output}", file=sys.stderr)
 
@@ -233,23 +236,48 @@ def _print_params(params: type[BaseModel]) -> None:
         print(f"    {field_name} ({annotation}, default {field.default!r}): {field.description or ''}")
 
 
+def _list(registry: Registry[Any], describe: Callable[[Any], str]) -> int:
+    """Every name of `registry` with where it comes from, its description and parameters; a
+    plugin that does not load is listed with the reason, not a traceback."""
+    from rnnprune.registry import UnknownName
+
+    for name in registry.names():
+        origin = registry.origin(name)
+        try:
+            item = registry.lookup(name)
+        except UnknownName as error:
+            print(f"{name} [{origin}]: does not load: {error}")
+            continue
+        print(f"{name} [{origin}]: {describe(item)}")
+        _print_params(item.params)
+    return 0
+
+
 def _methods(args: argparse.Namespace) -> int:
     from rnnprune.pruning import registry as method_registry
 
-    for name, method in sorted(method_registry.registered_methods.items()):
-        print(f"{name}: {method.description}")
-        _print_params(method.params)
-    return 0
+    return _list(method_registry.registered_methods, lambda method: method.description)
 
 
 def _tasks(args: argparse.Namespace) -> int:
     from rnnprune.data import registry as task_registry
 
-    for name, task in sorted(task_registry.registered_tasks.items()):
+    def describe(task: Any) -> str:
         quality = task.quality_metric()
-        print(f"{name}: {task.description} Quality: {quality.name} ({quality.better} is better).")
-        _print_params(task.params)
-    return 0
+        return f"{task.description} Quality: {quality.name} ({quality.better} is better)."
+
+    return _list(task_registry.registered_tasks, describe)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rnnprune.models import registry as model_registry
+
+    def describe(factory: Any) -> str:
+        if factory.name == model_registry.BUILT_IN_FACTORY:
+            return f"{factory.description} Its parameters go directly under `model`."
+        return f"{factory.description} Parameters under `model.params`."
+
+    return _list(model_registry.registered_models, describe)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     methods.set_defaults(handler=_methods)
     tasks = commands.add_parser("tasks", help="list registered tasks, their quality metric and parameters")
     tasks.set_defaults(handler=_tasks)
+    models = commands.add_parser("models", help="list registered model factories (built-in and plugins)")
+    models.set_defaults(handler=_models)
     return parser
 
 

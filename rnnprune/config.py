@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import TaskParams
 from rnnprune.errors import ConfigError
 from rnnprune.latency import Repeats
-from rnnprune.models.recurrent import Cell
+from rnnprune.models import registry as model_registry
+from rnnprune.models.base import ModelParams
+from rnnprune.models.recurrent import Cell, RecurrentParams
 from rnnprune.pruning import registry as method_registry
 from rnnprune.pruning.base import MethodParams
 from rnnprune.pruning.schedules import GradualSchedule, Schedule
@@ -97,11 +108,83 @@ class TaskConfig(_Group):
         return self.params
 
 
+_BUILT_IN_FIELDS = tuple(RecurrentParams.model_fields)
+
+
 class ModelConfig(_Group):
-    cell: Cell = Field(default="lstm", description="lstm, gru, rnn_tanh or rnn_relu.")
-    hidden_size: int = Field(default=128, ge=1, description="Hidden units per layer.")
-    num_layers: int = Field(default=1, ge=1, description="Stacked recurrent layers.")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout between layers.")
+    """The network: the built-in one (its fields directly here) or a plugin factory's."""
+
+    cell: Cell = RecurrentParams.model_fields["cell"]
+    hidden_size: int = RecurrentParams.model_fields["hidden_size"]
+    num_layers: int = RecurrentParams.model_fields["num_layers"]
+    dropout: float = RecurrentParams.model_fields["dropout"]
+    factory: str = Field(
+        default=model_registry.BUILT_IN_FACTORY,
+        description="recurrent (built-in), an installed plugin's name, or module:attribute of a "
+        "ModelFactory or a function build(inputs, **params) returning an nn.Module.",
+    )
+    params: Any = Field(default_factory=dict, description="A plugin factory's own parameters.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_params(cls, raw: Any) -> Any:
+        if not isinstance(raw, Mapping):
+            return raw
+        name = raw.get("factory", model_registry.BUILT_IN_FACTORY)
+        factory = _lookup(
+            "factory", name, model_registry.registered_models, " (`rnnprune models` lists them)"
+        )
+        if name == model_registry.BUILT_IN_FACTORY:
+            if raw.get("params"):
+                raise _LocatedError(
+                    [
+                        (
+                            ("params",),
+                            f"the built-in network takes {', '.join(_BUILT_IN_FIELDS)} directly "
+                            "under model, not under model.params",
+                        )
+                    ]
+                )
+            return raw
+        misplaced = [key for key in _BUILT_IN_FIELDS if key in raw]
+        if misplaced:
+            raise _LocatedError(
+                [
+                    (
+                        (key,),
+                        f"belongs to the built-in network; give factory {name}'s parameters under "
+                        f"model.params (allowed: {_allowed(factory.params) or 'none'})",
+                    )
+                    for key in misplaced
+                ]
+            )
+        return {**raw, "params": _validate_params(factory.params, raw.get("params"))}
+
+    @model_serializer(mode="wrap")
+    def _chosen_network_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Only the chosen network's fields define it (and read back): the built-in network's
+        # configs dump, and hash, as they did before factories existed, so finished trials
+        # and dense caches stay found.
+        data: dict[str, Any] = handler(self)
+        unused = ("factory", "params") if self.is_built_in else _BUILT_IN_FIELDS
+        return {key: value for key, value in data.items() if key not in unused}
+
+    @property
+    def is_built_in(self) -> bool:
+        return self.factory == model_registry.BUILT_IN_FACTORY
+
+    @property
+    def typed_params(self) -> ModelParams:
+        """The factory's parameters (the built-in network's from the fields above)."""
+        if self.is_built_in:
+            return RecurrentParams(**{key: getattr(self, key) for key in _BUILT_IN_FIELDS})
+        return self.params
+
+    def label(self) -> str:
+        """A short name of the network for run names and tags (`lstm128`, `mypkg.models:build`)."""
+        if self.is_built_in:
+            return f"{self.cell}{self.hidden_size}"
+        return self.factory
 
 
 class TrainingConfig(_Group):
@@ -243,8 +326,7 @@ class TrialConfig(_Group):
         return method_registry.get(self.pruning.method).regularizes(self.pruning.typed_params)
 
     def name(self) -> str:
-        model = f"{self.model.cell}{self.model.hidden_size}"
-        return f"{self.task.name}-{model}-{self.pruning.method}-{self.hash()[:10]}"
+        return f"{self.task.name}-{self.model.label()}-{self.pruning.method}-{self.hash()[:10]}"
 
 
 def _digest(data: Mapping[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """The deployable form of a trained pruned model, and its measured speed and size.
 
 The built-in classifier deploys as its compact model (`rnnprune.compact`: hidden units that
-nothing reads removed); any other network as itself with its masks dropped. Then each weight
+nothing reads removed); any other network as itself (`plain`). Then each weight
 matrix sparse enough to have a chance (`MIN_SPARSITY`, below which no sparse kernel wins in
 BENCHMARKS.md's crossover table) is timed as the product the model makes with it, at the
 model's own shapes, dense against each sparse format (`rnnprune.sparse`). When some matrix is
@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,12 +46,25 @@ class Deployable:
     formats: dict[str, str] = field(default_factory=dict)  # the matrices stored sparse, and how
 
 
+def _named_class(cls: type[nn.Module]) -> type[nn.Module]:
+    """The nearest class pickle can find by name: a user's model made maskable
+    (`rnnprune.models.masking.with_masks`) has a class made at run time over the user's own."""
+    while getattr(sys.modules.get(cls.__module__), cls.__qualname__, None) is not cls:
+        cls = cls.__bases__[-1]
+    return cls
+
+
 def plain(model: nn.Module) -> nn.Module:
-    """A copy of `model` without its mask buffers (the masks are folded into the weights)."""
+    """A copy of `model` to deploy (masks are folded into the weights): a user's model as its
+    own class without mask buffers; the built-in network, whose masks are its own buffers,
+    as it is."""
     result = copy.deepcopy(model).eval()
-    for module in result.modules():
-        for name in [n for n in module._buffers if n.endswith(MASK_SUFFIX)]:
-            del module._buffers[name]
+    own = _named_class(type(result))
+    if own is not type(result):
+        result.__class__ = own
+        for module in result.modules():
+            for name in [n for n in module._buffers if n.endswith(MASK_SUFFIX)]:
+                del module._buffers[name]
     return result
 
 
@@ -146,7 +160,9 @@ def deployable(
     sparse product is faster run sparse when that makes the whole model faster. `repeats` is
     the timing that reports figures; choosing takes its `screening`."""
     device = device or example.device
-    base, form = (compact(model), "compact") if compactable(model) else (plain(model), "dense")
+    # Compaction reads the weights on the CPU (its index sets are CPU tensors); the form then
+    # moves to the device it is timed on.
+    base, form = (compact(plain(model).cpu()), "compact") if compactable(model) else (plain(model), "dense")
     base = base.to(device).eval()
     batches = [batch_of(example, size).to(device) for size in BATCHES]
     repeats = screening(repeats)

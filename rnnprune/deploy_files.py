@@ -24,6 +24,7 @@ from rnnprune.compact import compact, compactable, parameter_count
 from rnnprune.deploy import speed_against
 from rnnprune.errors import RnnpruneError
 from rnnprune.latency import DEFAULT_REPEATS, Repeats
+from rnnprune.models.recurrent import RecurrentNet
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
 
@@ -115,9 +116,11 @@ def check_exportable(model: nn.Module, fmt: str) -> None:
     if needs is not None and importlib.util.find_spec(needs) is None:
         raise ExportError(f"--format {fmt} needs {needs}: pip install 'rnnprune[deploy]'")
     if not compactable(model):
+        # A user's own network has a compact file of its own: its pruned matrices stored sparse.
+        other = "compact or state_dict" if not isinstance(model, RecurrentNet) else "state_dict"
         raise ExportError(
             f"--format {fmt}: only the built-in classifier (no embedding, initial-state encoder or "
-            "every-step readout) has a compact model; use --format state_dict"
+            f"every-step readout) has a compact dense model; use --format {other}"
         )
 
 

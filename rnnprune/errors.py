@@ -15,3 +15,8 @@ class ConfigError(RnnpruneError, ValueError):
 
 class DataError(RnnpruneError, FileNotFoundError):
     """A data set cannot be found or read; the message names the option and expected layout."""
+
+
+class PluginError(RnnpruneError, ValueError):
+    """A plugin (task, model factory or method) misbehaves; the message names the config field
+    that chose it and what it did wrong."""

@@ -36,7 +36,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh, svds
 
 if TYPE_CHECKING:  # models import the pruning contract, which imports this module's users
-    from rnnprune.models.recurrent import RecurrentNet
+    from rnnprune.models.masking import MaskedWeights
 
 DENSE_MAX_SIDE = 256
 """Up to this many nodes on the smaller side, a dense SVD is exact and faster than Lanczos."""
@@ -227,38 +227,35 @@ def merge_gate_rows(matrix: torch.Tensor, num_gates: int) -> torch.Tensor:
 
 
 def layer_graphs(
-    model: RecurrentNet, merge_gates: bool = False, include_cat: bool = True
+    model: MaskedWeights, merge_gates: bool = False, include_cat: bool = True
 ) -> Iterator[LayerGraph]:
     """G_ih_l{k}, G_hh_l{k} (and G_cat_l{k} = [W_ih | W_hh]) of every recurrent layer.
 
     Right nodes are the gate pre-activation units (4H for an LSTM, 3H for a GRU), so each
     weight is one simple edge; `merge_gates` folds the gates onto the H hidden units instead,
-    which makes a multigraph (the spec's alternative, kept switchable).
+    which makes a multigraph (the spec's alternative, kept switchable). The reverse direction
+    of a bidirectional layer has graphs of its own (`G_hh_l0_reverse`).
     """
-    rnn = model.rnn
-    num_gates = rnn.weight_ih_l0.shape[0] // rnn.hidden_size
-    for layer in range(rnn.num_layers):
-        pieces = {}
-        for kind in ("ih", "hh"):
-            weight = getattr(rnn, f"weight_{kind}_l{layer}").detach()
-            mask = getattr(rnn, f"weight_{kind}_l{layer}_mask").to(weight.dtype)
-            counts, magnitudes = mask, weight.abs() * mask
-            if merge_gates:
-                counts, magnitudes = (
-                    merge_gate_rows(counts, num_gates),
-                    merge_gate_rows(magnitudes, num_gates),
-                )
-            pieces[kind] = (counts, magnitudes)
-            yield LayerGraph(f"G_{kind}_l{layer}", counts, magnitudes)
-        if include_cat:
+    layers: dict[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor]]] = {}
+    for weight in model.prunable_weights(("ih", "hh")):
+        matrix = weight.weight.detach()
+        counts = weight.mask.to(matrix.dtype)
+        magnitudes = matrix.abs() * counts
+        if merge_gates:
+            counts, magnitudes = (merge_gate_rows(m, len(weight.gates)) for m in (counts, magnitudes))
+        suffix = f"_l{weight.layer}" + ("_reverse" if weight.direction else "")
+        layers.setdefault((weight.layer, weight.direction), {})[weight.kind] = (counts, magnitudes)
+        yield LayerGraph(f"G_{weight.kind}{suffix}", counts, magnitudes)
+        pieces = layers[(weight.layer, weight.direction)]
+        if include_cat and weight.kind == "hh" and "ih" in pieces:
             yield LayerGraph(
-                f"G_cat_l{layer}",
+                f"G_cat{suffix}",
                 torch.cat([pieces["ih"][0], pieces["hh"][0]], dim=1),
                 torch.cat([pieces["ih"][1], pieces["hh"][1]], dim=1),
             )
 
 
-def graph_metrics(model: RecurrentNet, merge_gates: bool = False, prefix: str = "graph") -> dict[str, float]:
+def graph_metrics(model: MaskedWeights, merge_gates: bool = False, prefix: str = "graph") -> dict[str, float]:
     """Flat scalar metrics of every layer graph (`graph.G_hh_l0.delta_r`, ...) for a trial."""
     return {
         f"{prefix}.{graph.name}.{key}": value

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rnnprune.models.recurrent import RecurrentNet
+from rnnprune.models.masking import MaskedWeights
+from rnnprune.weights import ALL_KINDS
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,10 @@ class SparsityReport:
         }
 
 
-def sparsity_report(model: RecurrentNet, pool_names: Iterable[str]) -> SparsityReport:
+def sparsity_report(model: MaskedWeights, pool_names: Iterable[str]) -> SparsityReport:
     """Measure `model`; `pool_names` are the full names of the prunable tensors."""
     pool_names = set(pool_names)
-    matrices = model.prunable_weights(scope=("encoder", "ih", "hh", "readout"))
+    matrices = model.prunable_weights(scope=ALL_KINDS)
     per_tensor = {w.name: count(w.weight) for w in matrices}
     per_gate = {w.name: gate_counts(w.weight, w.gates) for w in matrices if w.kind in ("ih", "hh")}
     total = sum((count(p) for p in model.parameters()), Count(0, 0))

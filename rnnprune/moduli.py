@@ -19,7 +19,7 @@ draws come from the caller's `torch.Generator`, so a trial seed fixes the coeffi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -217,14 +217,15 @@ def mean_coefficient(
 class ModuliRegularizer(Regularizer):
     """λ · [Σ_l mean(R_l ⊙ |W_hh^l|^k) + (with `l1_other`) plain mean |W| of the other weights].
 
-    One independent embedding (hence R_l) per recurrent layer, as the NLP reference does. For
+    One independent embedding (hence R_l) per recurrent matrix `W_hh` (per layer, and per
+    direction of a bidirectional layer), as the NLP reference does per layer. For
     LSTM and GRU the N × N matrix weighs every gate block of W_hh alike (the reference stacks
     it 4× or 3×); it is broadcast over a (gates, N, N) view, never tiled. The mean runs over
     all gates · N² entries, so λ means the same for every cell type.
 
-    `l1_other` adds, inside the λ bracket, the unweighted mean |W| of every `weight_ih_l`, of
-    the embedding or initial-state encoder, and of the readout: the NLP reference's extra L1,
-    present even in its "no reg" runs (§1.5).
+    `l1_other` adds, inside the λ bracket, the unweighted mean |W| of each matrix named in
+    `other` (every `weight_ih_l`, the embedding or initial-state encoder, the readout): the NLP
+    reference's extra L1, present even in its "no reg" runs (§1.5).
 
     Fixed coefficients are non-persistent buffers: they are rebuilt from the trial seed, so
     checkpoints stay small. With `trainable_embedding` the points are parameters (one
@@ -237,8 +238,7 @@ class ModuliRegularizer(Regularizer):
 
     def __init__(
         self,
-        num_layers: int,
-        hidden_size: int,
+        recurrent: Sequence[tuple[str, int]],
         generator: torch.Generator,
         *,
         space: Space,
@@ -250,16 +250,21 @@ class ModuliRegularizer(Regularizer):
         l1_other: bool = False,
         trainable_embedding: bool = False,
         scale: float = 1.0,
+        other: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if trainable_embedding and (space not in GEOMETRIC_SPACES or permute):
             raise ValueError("a trainable embedding needs a geometric space and no permutation")
-        self.num_layers, self.hidden_size = num_layers, hidden_size
+        # (parameter name, hidden units) of every recurrent matrix, in the model's order; the
+        # parameters are looked up by name at each penalty, so a rebuilt model is read correctly.
+        self.recurrent = [name for name, _ in recurrent]
+        self.hidden_sizes = [size for _, size in recurrent]
+        self.other = list(other)
         self.space, self.inhibitor, self.invert, self.scale = space, inhibitor, invert, scale
         self.coefficient, self.power, self.l1_other = coefficient, power, l1_other
         self.trainable_embedding = trainable_embedding
         self.points = nn.ParameterList()
-        for layer in range(num_layers):
+        for layer, hidden_size in enumerate(self.hidden_sizes):
             if trainable_embedding:
                 self.points.append(nn.Parameter(sample_points(space, hidden_size, generator)))
             else:
@@ -274,30 +279,21 @@ class ModuliRegularizer(Regularizer):
         return getattr(self, f"coefficients_l{layer}")
 
     def penalty(self, model: nn.Module) -> torch.Tensor:
-        rnn = model.rnn
         total = sum(
-            self._weighted_mean(getattr(rnn, f"weight_hh_l{layer}"), self.coefficients(layer))
-            for layer in range(self.num_layers)
+            self._weighted_mean(model.get_parameter(name), self.coefficients(layer))
+            for layer, name in enumerate(self.recurrent)
         )
         if self.l1_other:
-            total = total + sum(weight.abs().mean() for weight in self._other_weights(model))
+            total = total + sum(model.get_parameter(name).abs().mean() for name in self.other)
         return self.coefficient * total
 
     def _weighted_mean(self, weight: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        hidden_size = weight.shape[1]
         magnitude = weight.abs() if self.power == 1 else weight.square()
-        gates = weight.shape[0] // self.hidden_size
-        weighted = magnitude.view(gates, self.hidden_size, self.hidden_size) * coefficients
+        gates = weight.shape[0] // hidden_size
+        weighted = magnitude.view(gates, hidden_size, hidden_size) * coefficients
         # sum / numel is the mean; its backward is a free expand, mean's builds a filled tensor.
         return weighted.sum() / weight.numel()
-
-    def _other_weights(self, model: nn.Module) -> Iterator[torch.Tensor]:
-        for layer in range(self.num_layers):
-            yield getattr(model.rnn, f"weight_ih_l{layer}")
-        for name in ("embedding", "encoder"):
-            module = getattr(model, name, None)
-            if module is not None:
-                yield module.weight
-        yield model.readout.weight
 
     @torch.no_grad()
     def after_step(self) -> None:

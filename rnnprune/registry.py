@@ -16,7 +16,7 @@ Tests add entries with `register` (or item assignment) and take them away with `
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Generic, TypeVar
@@ -43,13 +43,22 @@ class Registry(MutableMapping[str, T], Generic[T]):
     """A mapping of names to implementations whose entries load lazily."""
 
     def __init__(
-        self, kind: str, expected: type, built_in: dict[str, str], entry_point_group: str | None = None
+        self,
+        kind: str,
+        expected: type,
+        built_in: dict[str, str],
+        entry_point_group: str | None = None,
+        adapt: Callable[[object], T] | None = None,
     ) -> None:
+        """`adapt` turns a found object that is not an `expected` into one (a model factory from
+        a plain function), or raises TypeError saying why it cannot."""
         self.kind, self.expected, self.entry_point_group = kind, expected, entry_point_group
+        self.adapt = adapt
         self._entries: dict[str, _Entry] = {n: _Entry(r, BUILT_IN) for n, r in built_in.items()}
         self._clashes: dict[str, list[str]] = {}  # name -> every declaration, when declared twice
         self._discovered = entry_point_group is None
         self._loaded: dict[str, T] = {}
+        self._references: dict[str, T] = {}
 
     def _discover(self) -> None:
         """Read the entry-point group once; a name declared twice is kept as a clash."""
@@ -97,7 +106,10 @@ class Registry(MutableMapping[str, T], Generic[T]):
         if name in self._entries:
             found = self._resolve(self._entries[name].reference, name)
         elif ":" in name:
-            found = self._resolve(name, name)
+            # A reference is not a name: it is cached apart, so listings show registered names only.
+            if name not in self._references:
+                self._references[name] = self._resolve(name, name)
+            return self._references[name]
         else:
             raise UnknownName(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())} "
@@ -120,11 +132,14 @@ class Registry(MutableMapping[str, T], Generic[T]):
             if not hasattr(found, part):
                 raise UnknownName(f"{self.kind} {name!r}: module {module_name!r} has no {attribute!r}")
             found = getattr(found, part)
-        if not isinstance(found, self.expected):
-            raise UnknownName(
-                f"{self.kind} {name!r} is a {type(found).__name__}, not a {self.expected.__name__}"
-            )
-        return found  # type: ignore[return-value]
+        if isinstance(found, self.expected):
+            return found  # type: ignore[return-value]
+        if self.adapt is not None:
+            try:
+                return self.adapt(found)
+            except TypeError as error:
+                raise UnknownName(f"{self.kind} {name!r}: {error}") from None
+        raise UnknownName(f"{self.kind} {name!r} is a {type(found).__name__}, not a {self.expected.__name__}")
 
     def __getitem__(self, name: str) -> T:
         return self.lookup(name)
@@ -140,8 +155,17 @@ class Registry(MutableMapping[str, T], Generic[T]):
             raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
+        """A registered name, or a `module:attribute` reference that resolves (as `lookup`)."""
         self._discover()
-        return name in self._loaded or name in self._entries
+        if name in self._loaded or name in self._entries:
+            return True
+        if isinstance(name, str) and ":" in name:
+            try:
+                self.lookup(name)
+            except UnknownName:
+                return False
+            return True
+        return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -16,6 +16,8 @@ WeightKind = Literal["ih", "hh", "readout", "encoder", "linear"]
 produces the outputs; encoder: an embedding or initial-state encoder before the recurrent
 layers; linear: any other linear layer of a user's model (an attention projection)."""
 
+ALL_KINDS: tuple[WeightKind, ...] = ("encoder", "ih", "hh", "readout", "linear")
+
 
 @dataclass(frozen=True)
 class PrunableWeight:

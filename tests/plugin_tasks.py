@@ -4,7 +4,7 @@ in rnnprune knows it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -73,3 +73,10 @@ TASK = Task(
     objective=DetectionF1,
     chance={"f1": 0.5},
 )
+
+
+def _load_fails(params: DetectionParams, root: Path, download: bool) -> TaskData:
+    raise KeyError("column 'y' not found in the user's CSV")
+
+
+FAILING_LOADER = replace(TASK, name="failing_loader", load=_load_fails)  # type: ignore[arg-type]

@@ -130,7 +130,11 @@ def test_a_task_with_a_new_quality_metric_works_end_to_end(
     data = dashboard_data(runs, "test_f1", lambda r: r.run_id, "plugin")
     assert data["y_label"] == "test F1 score"
     assert main(["tasks"]) == 0
-    assert "f1_plugin: A plugin task scored by F1. Quality: f1 (higher is better)." in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert (
+        "f1_plugin [registered in code]: A plugin task scored by F1. Quality: f1 (higher is better)."
+        in listed
+    )
 
 
 def test_a_chance_level_for_a_metric_the_objective_lacks_is_refused() -> None:

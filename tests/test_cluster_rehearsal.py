@@ -3,7 +3,7 @@
 Two Ray nodes (`ray start --head` and `ray start --address`, each with its own temp dir, ports
 and resources, token auth on), an `mlflow server` on a throwaway PostgreSQL database with the
 basic-auth app and proxied artifacts, and a sweep submitted with `ray job submit`, the way
-cluster/README.md tells an operator to. Mid-sweep the worker node is killed (all its
+docs/cluster.md tells an operator to. Mid-sweep the worker node is killed (all its
 processes, as a lost machine would be); Tune must retry the trial it held on the head.
 
 Everything listens on 127.0.0.1 and is torn down by process session, never by name, so Ray
@@ -249,6 +249,30 @@ def ray_nodes(tmp_path: Path) -> Iterator[RayNodes]:
         assert not left, f"Ray processes left behind: {left}"
 
 
+PLUGIN_PACKAGE = "rehearsal_user_models"
+
+
+def _plugin_package(parent: Path) -> Path:
+    """A user's package with their own recurrent classifier, outside the job's working dir and
+    installed nowhere: only the spec's `runtime_env.py_modules` brings it to the workers."""
+    package = parent / PLUGIN_PACKAGE
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "from torch import nn\n\n\n"
+        "class Classifier(nn.Module):\n"
+        "    def __init__(self, features: int, hidden: int, classes: int) -> None:\n"
+        "        super().__init__()\n"
+        "        self.lstm = nn.LSTM(features, hidden, batch_first=True)\n"
+        "        self.head = nn.Linear(hidden, classes)\n\n"
+        "    def forward(self, x):\n"
+        "        return self.head(self.lstm(x)[0][:, -1])\n\n\n"
+        "def build(inputs, hidden_size: int = 8) -> nn.Module:\n"
+        "    return Classifier(inputs.input_size, hidden_size, inputs.num_outputs)\n"
+    )
+    return package
+
+
 def _write_job(
     directory: Path, data: Path, storage: Path, cache: Path, experiment: str, held_marker: Path
 ) -> Path:
@@ -256,7 +280,8 @@ def _write_job(
     directory.mkdir()
     trial = {
         "task": {"name": "seq_mnist", "data_dir": str(data), "download": False},
-        "model": {"cell": "lstm", "hidden_size": 8},
+        # The user's own network, from a package no Ray node has: the spec ships it.
+        "model": {"factory": f"{PLUGIN_PACKAGE}.models:build", "params": {"hidden_size": 8}},
         "training": {"epochs": 2, "batch_size": 16, "lr": 0.02},
         "pruning": {
             "method": "global_magnitude",
@@ -276,6 +301,7 @@ def _write_job(
         # One host stands in for a shared file system (NFS/EFS/S3 on a real cluster).
         "storage_path": str(storage),
         "tracking": {"experiment": experiment},
+        "runtime_env": {"py_modules": [str(_plugin_package(directory.parent / "user-code"))]},
     }
     (directory / "trial.yaml").write_text(yaml.safe_dump(trial))
     (directory / "rehearsal.yaml").write_text(yaml.safe_dump(spec))
@@ -417,6 +443,7 @@ def test_sweep_on_two_nodes_survives_losing_one(
     assert {c.data.tags["ray_trial_id"] for c in children} == {t.trial_id for t in trials}
     for run in children:
         assert run.info.status == "FINISHED"
+        assert run.data.params["model.factory"] == f"{PLUGIN_PACKAGE}.models:build"  # the shipped plugin ran
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # through the server, not a path
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
         assert steps == sorted(set(steps)) and steps, steps

@@ -17,11 +17,15 @@ from rnnprune.config import validate_config
 from rnnprune.data.base import Architecture
 from rnnprune.deploy import deployable, plain, trial_metrics
 from rnnprune.latency import Repeats, median_ms
+from rnnprune.models.base import ModelInputs
+from rnnprune.models.masking import with_masks
 from rnnprune.models.recurrent import RecurrentNet
 from rnnprune.sparse import SparseLinear, SparseRecurrent, sparse_matrices, with_formats
 from rnnprune.training.runner import run_trial
+from tests import user_models
 
 FAST = Repeats(blocks=2, calls=2, warmup=1)
+INPUTS = ModelInputs(input_size=3, num_outputs=4, architecture=Architecture())
 LAYERS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn_tanh": nn.RNN, "rnn_relu": nn.RNN}
 
 
@@ -147,16 +151,31 @@ def test_a_dense_model_is_never_timed_sparse(monkeypatch: pytest.MonkeyPatch) ->
     assert deployable(dense, torch.randn(1, 4, 5)).form == "compact"  # below MIN_SPARSITY everywhere
 
 
-def test_a_network_without_a_compact_form_deploys_as_itself_without_masks() -> None:
+def test_a_network_without_a_compact_form_deploys_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     model = RecurrentNet("lstm", 6, 8, 1, 11, architecture=Architecture(readout="all", vocab_size=11)).eval()
     model.set_masks({name: torch.rand(mask.shape) > 0.5 for name, mask in model.masks().items()})
     tokens = torch.randint(0, 11, (1, 7))
     chosen = deployable(model, tokens, FAST)
-    assert chosen.form.startswith("dense")
-    assert not any(name.endswith("_mask") for name, _ in chosen.module.named_buffers())
+    assert chosen.form.startswith("dense") and type(chosen.module) is RecurrentNet
     with torch.no_grad():
         torch.testing.assert_close(chosen.module(tokens), model(tokens), atol=1e-5, rtol=0)
+    # A user's model, made maskable: deployed as the user's own class, no mask buffers, and
+    # picklable (the masked class is made at run time); its sparse form keeps its outputs.
+    user = sparse_weights(with_masks(user_models.two_lstms(INPUTS)))
+    inputs = torch.randn(1, 5, 3)
+    monkeypatch.setattr(deploy, "median_ms", fake_times(sparse_model=0.5, csr_matrix=0.5))
+    chosen = deployable(user, inputs)
+    assert chosen.form == "dense+sparse" and "second.weight_hh_l0" in chosen.formats
+    assert type(chosen.module) is user_models.TwoLSTMs
+    assert not any(name.endswith("_mask") for name, _ in chosen.module.named_buffers())
+    buffer = io.BytesIO()
+    torch.save(chosen.module, buffer)
+    buffer.seek(0)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            torch.load(buffer, weights_only=False)(inputs), user(inputs), atol=1e-5, rtol=0
+        )
 
 
 def test_trial_metrics_time_the_deployable_form_against_the_dense_model() -> None:

@@ -44,15 +44,31 @@ def _imports(path: Path) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)
+            # `from rnnprune import catalogue` depends on the submodule, not on the package's
+            # own code (its __init__ runs, but nothing of it is used): `base` counts only when a
+            # name is not a submodule; the graph tells them apart.
+            found.update(f"{base}:{alias.name}" for alias in node.names)
     return found
+
+
+def _targets(imported: set[str], modules: set[str]) -> set[str]:
+    targets = set()
+    for item in imported:
+        base, _, name = item.partition(":")
+        if name and f"{base}.{name}" in modules:
+            targets.add(f"{base}.{name}")
+        else:
+            targets.add(base)
+    return targets
 
 
 @pytest.fixture(scope="module")
 def graph() -> dict[str, set[str]]:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-    return {name: {t for t in _imports(path) if t in modules and t != name} for name, path in modules.items()}
+    return {
+        name: {t for t in _targets(_imports(path), set(modules)) if t in modules and t != name}
+        for name, path in modules.items()
+    }
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -116,7 +132,7 @@ def _importers_of(graph_source: Path, library: str) -> set[str]:
     return {
         _module_name(p)
         for p in graph_source.rglob("*.py")
-        if any(t == library or t.startswith(f"{library}.") for t in _imports(p))
+        if any(t == library or t.startswith((f"{library}.", f"{library}:")) for t in _imports(p))
     }
 
 

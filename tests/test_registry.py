@@ -39,9 +39,10 @@ def _tasks() -> Registry[Task]:
 
 
 def test_an_installed_package_adds_a_task_by_entry_point(site: Path) -> None:
+    already = _tasks().names()  # the environment's own plugins (make install adds the example's)
     _install(site, "keyword-tasks", "keyword_tasks", "[rnnprune.tasks]\nplugged = keyword_tasks:TASK\n")
     tasks = _tasks()
-    assert tasks.names() == ["adding", "plugged"]
+    assert tasks.names() == sorted([*already, "plugged"])
     assert tasks.lookup("plugged").description == "A task from an installed package."
     assert tasks.origin("plugged") == "entry point of keyword-tasks"
     assert tasks.origin("adding") == BUILT_IN
@@ -82,3 +83,11 @@ def test_built_in_names_load_only_when_used(monkeypatch: pytest.MonkeyPatch) -> 
 def test_unknown_names_list_what_exists() -> None:
     with pytest.raises(UnknownName, match=r"unknown task 'nope'; registered: adding.*word_lm"):
         registered_tasks.lookup("nope")
+
+
+def test_a_reference_is_found_but_not_listed_as_a_name() -> None:
+    tasks = _tasks()
+    assert "tests.plugin_tasks:TASK" in tasks
+    assert tasks.lookup("tests.plugin_tasks:TASK").name == "detection_f1"
+    assert "tests.plugin_tasks:TASK" not in tasks.names()
+    assert "tests.plugin_tasks:NO_SUCH" not in tasks

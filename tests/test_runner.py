@@ -225,9 +225,9 @@ def test_cli_train_and_methods(
 
     assert main(["methods"]) == 0
     listing = capsys.readouterr().out
-    assert "global_magnitude:" in listing and "layerwise (bool" in listing
+    assert "global_magnitude [built-in]:" in listing and "layerwise (bool" in listing
 
     assert main(["tasks"]) == 0
     listing = capsys.readouterr().out
-    assert "navigation:" in listing and "Quality: error_cm (lower is better)" in listing
-    assert "seq_mnist:" in listing and "variant (Literal" in listing
+    assert "navigation [built-in]:" in listing and "Quality: error_cm (lower is better)" in listing
+    assert "seq_mnist [built-in]:" in listing and "variant (Literal" in listing

@@ -1,26 +1,23 @@
-"""Recurrent networks over PyTorch's fused recurrent layers, with pruning masks.
+"""The built-in recurrent network over PyTorch's fused recurrent layers, with pruning masks.
 
 The recurrent stack is surrounded by what the task asks for (`Architecture`): an optional
 token embedding or initial-state encoder before it, a readout of the last step or of every
-step after it.
-
-Masks are boolean buffers registered next to the weights they mask (`weight_hh_l0_mask`
-beside `weight_hh_l0`), so they travel in the state dict. They are applied in place to the
-plain `nn.Parameter`s (and to the optimizer's state) after every optimizer step, which keeps
-cuDNN's packed-weight fast path; `torch.nn.utils.prune` would re-parametrise the weights and
-break it (pytorch#33618).
+step after it. Masks work as for any masked module (`rnnprune.models.masking`); this network
+lists its matrices itself, with the names and kinds its checkpoints have always had.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from rnnprune.data.base import Architecture
-from rnnprune.weights import PrunableWeight, WeightKind
+from rnnprune.models.base import ModelFactory, ModelInputs, ModelParams
+from rnnprune.models.masking import MASK_SUFFIX, MaskedWeights, WeightSlot
 
 Cell = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
 
@@ -31,7 +28,7 @@ GATES: dict[str, tuple[str, ...]] = {
     "rnn_relu": ("h",),
 }
 
-MASK_SUFFIX = "_mask"
+__all__ = ["GATES", "MASK_SUFFIX", "RECURRENT", "Cell", "RecurrentNet", "RecurrentParams"]
 
 
 def _recurrent_layer(
@@ -52,7 +49,7 @@ def _recurrent_layer(
     return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **common)
 
 
-class RecurrentNet(nn.Module):
+class RecurrentNet(MaskedWeights, nn.Module):
     """x (batch, time, features) -> recurrent stack -> linear readout of the last step.
 
     With an `Architecture` from the task: token ids through an embedding, an initial state
@@ -85,11 +82,7 @@ class RecurrentNet(nn.Module):
         self.readout = nn.Linear(hidden_size, num_classes, bias=architecture.bias)
         if architecture.init_range is not None:
             self._init_uniform(architecture.init_range)
-        for _, module, attr, _, _ in self._weight_matrices():
-            weight = getattr(module, attr)
-            module.register_buffer(attr + MASK_SUFFIX, torch.ones_like(weight, dtype=torch.bool))
-        # Only masks with zeros are applied after each step; all-ones masks cost nothing.
-        self._active: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self._init_masks(list(self._weight_slots()))
 
     @torch.no_grad()
     def _init_uniform(self, init_range: float) -> None:
@@ -115,76 +108,49 @@ class RecurrentNet(nn.Module):
             return self.readout(outputs)
         return self.readout(outputs[:, -1])
 
-    def _weight_matrices(self) -> Iterable[tuple[str, nn.Module, str, int, WeightKind]]:
-        """(full name, owning module, attribute, layer, kind) of every maskable matrix."""
+    def _weight_slots(self) -> Iterator[WeightSlot]:
+        """Every maskable matrix, in the order and with the names checkpoints use."""
         if self.embedding is not None:
-            yield "embedding.weight", self.embedding, "weight", -1, "encoder"
+            yield WeightSlot(
+                "embedding.weight", self.embedding, "weight", -1, "encoder", ("out",), "embedding"
+            )
         if self.encoder is not None:
-            yield "encoder.weight", self.encoder, "weight", -1, "encoder"
+            yield WeightSlot("encoder.weight", self.encoder, "weight", -1, "encoder", ("out",), "encoder")
         for layer in range(self.rnn.num_layers):
             for kind in ("ih", "hh"):
                 attr = f"weight_{kind}_l{layer}"
-                yield f"rnn.{attr}", self.rnn, attr, layer, kind  # type: ignore[misc]
-        yield "readout.weight", self.readout, "weight", self.rnn.num_layers, "readout"
+                yield WeightSlot(f"rnn.{attr}", self.rnn, attr, layer, kind, GATES[self.cell], "rnn")  # type: ignore[arg-type]
+        yield WeightSlot(
+            "readout.weight", self.readout, "weight", self.rnn.num_layers, "readout", ("out",), "readout"
+        )
 
-    def prunable_weights(self, scope: Iterable[WeightKind] = ("ih", "hh")) -> list[PrunableWeight]:
-        """The weight matrices in `scope` with their masks, in a fixed order."""
-        wanted = set(scope)
-        return [
-            PrunableWeight(
-                name=name,
-                layer=layer,
-                kind=kind,
-                gates=GATES[self.cell] if kind in ("ih", "hh") else ("out",),
-                weight=getattr(module, attr),
-                mask=getattr(module, attr + MASK_SUFFIX),
-            )
-            for name, module, attr, layer, kind in self._weight_matrices()
-            if kind in wanted
-        ]
 
-    def masks(self) -> dict[str, torch.Tensor]:
-        return {
-            name: getattr(module, attr + MASK_SUFFIX) for name, module, attr, _, _ in self._weight_matrices()
-        }
+class RecurrentParams(ModelParams):
+    """The built-in network's parameters (a config gives them directly under `model`)."""
 
-    @torch.no_grad()
-    def set_masks(self, masks: Mapping[str, torch.Tensor]) -> None:
-        """Replace the named masks, zero the pruned weights, and re-pack cuDNN's weights."""
-        for name, module, attr, _, _ in self._weight_matrices():
-            if name in masks:
-                getattr(module, attr + MASK_SUFFIX).copy_(masks[name])
-        self.refresh_masks()
+    cell: Cell = Field(default="lstm", description="lstm, gru, rnn_tanh or rnn_relu.")
+    hidden_size: int = Field(default=128, ge=1, description="Hidden units per layer.")
+    num_layers: int = Field(default=1, ge=1, description="Stacked recurrent layers.")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout between layers.")
 
-    @torch.no_grad()
-    def refresh_masks(self) -> None:
-        """Re-read the mask buffers (after `set_masks` or `load_state_dict`) and apply them."""
-        self._active = []
-        for _, module, attr, _, _ in self._weight_matrices():
-            mask = getattr(module, attr + MASK_SUFFIX)
-            if not bool(mask.all()):
-                weight = getattr(module, attr)
-                # A copy in the weight's dtype: multiplying by a bool mask converts it every step.
-                multiplier = mask.to(weight.dtype)
-                weight.mul_(multiplier)
-                self._active.append((weight, multiplier))
-        self.rnn.flatten_parameters()
 
-    @torch.no_grad()
-    def apply_masks(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Zero pruned weights in place, and the optimizer's per-weight state with them.
+def build_recurrent(params: RecurrentParams, inputs: ModelInputs) -> RecurrentNet:
+    return RecurrentNet(
+        cell=params.cell,
+        input_size=inputs.input_size,
+        hidden_size=params.hidden_size,
+        num_layers=params.num_layers,
+        num_classes=inputs.num_outputs,
+        dropout=params.dropout,
+        architecture=inputs.architecture,
+    )
 
-        Called after every optimizer step. Zeroing the moment estimates too keeps a pruned
-        weight's history from leaking back if a method ever lets it regrow.
-        """
-        for weight, mask in self._active:
-            weight.mul_(mask)
-            if optimizer is not None:
-                for state in optimizer.state.get(weight, {}).values():
-                    if isinstance(state, torch.Tensor) and state.shape == weight.shape:
-                        state.mul_(mask)
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self.refresh_masks()
-        return result
+RECURRENT = ModelFactory(
+    name="recurrent",
+    params=RecurrentParams,
+    build=build_recurrent,
+    description="The built-in network: a fused nn.LSTM/GRU/RNN stack with the task's embedding or "
+    "initial-state encoder and a linear readout.",
+    readout="readout",
+)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from rnnprune.errors import PluginError
 from rnnprune.regularization import RegularizerHook
 from rnnprune.weights import PrunableWeight, WeightKind
 
@@ -78,9 +79,14 @@ class PruningMethod:
         params: MethodParams,
         generator: torch.Generator,
     ) -> PruningResult:
-        """Run the method; the result's masks are nested in the current ones."""
+        """Run the method; the result's masks are nested in the current ones.
+
+        Raises PluginError when the method returns something other than one boolean mask of
+        each weight's shape (a plugin's mistake must not become a silently wrong mask).
+        """
         outcome = self.prune(weights, target_sparsity, params, generator)
         result = outcome if isinstance(outcome, PruningResult) else PruningResult(outcome)
+        check_masks(self.name, result.masks, weights)
         return PruningResult(nested(result.masks, weights), dict(result.diagnostics))
 
     name: str
@@ -92,6 +98,33 @@ class PruningMethod:
 
     def regularizes(self, params: MethodParams) -> bool:
         return self.regularizer is not None and self.regularizer.active(params)
+
+
+def check_masks(method: str, masks: object, weights: Sequence[PrunableWeight]) -> None:
+    """Fail, naming the method and the weight, unless `masks` holds a boolean tensor of each
+    weight's shape for every weight."""
+    where = f"pruning.method: {method} returned"
+    if not isinstance(masks, Mapping):
+        raise PluginError(f"{where} a {type(masks).__name__}; return a dict of masks by weight name")
+    missing = [w.name for w in weights if w.name not in masks]
+    if missing:
+        raise PluginError(
+            f"{where} no mask for {', '.join(missing)}; return one for every weight it is given"
+        )
+    for w in weights:
+        mask = masks[w.name]
+        if not isinstance(mask, torch.Tensor):
+            raise PluginError(f"{where} a {type(mask).__name__} for {w.name}; return a torch.bool tensor")
+        if tuple(mask.shape) != tuple(w.weight.shape):
+            raise PluginError(
+                f"{where} a mask of shape {tuple(mask.shape)} for {w.name}, whose weight is "
+                f"{tuple(w.weight.shape)}; return masks of the weights' shapes"
+            )
+        if mask.dtype != torch.bool:
+            raise PluginError(
+                f"{where} a {mask.dtype} mask for {w.name}; return torch.bool masks (True = keep), "
+                "e.g. scores > threshold"
+            )
 
 
 def nested(new_masks: Mapping[str, torch.Tensor], weights: Sequence[PrunableWeight]) -> Masks:

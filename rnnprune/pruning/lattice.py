@@ -348,18 +348,42 @@ class _Context:
         return torch.cat(rows)
 
 
+def _neurons(weight: PrunableWeight) -> str:
+    """The neuron group a recurrent matrix's rows belong to (`layer0`, `layer0r` reversed)."""
+    return f"layer{weight.layer}" + ("r" if weight.direction else "")
+
+
+def _read_layer(weight: PrunableWeight, weights: Sequence[PrunableWeight], layer: int) -> str | None:
+    """The neuron group whose outputs are exactly `weight`'s columns: the unidirectional
+    recurrent layer `layer` of the same module, of as many units as `weight` has columns.
+    None when the columns are something else (both directions of a bidirectional layer, a
+    projection between two recurrent modules): those matrices have no place in the lattice."""
+    producers = [w for w in weights if w.kind == "hh" and w.layer == layer]
+    if len(producers) != 1 or producers[0].weight.shape[1] != weight.weight.shape[1]:
+        return None
+    if weight.kind != "readout" and producers[0].module != weight.module:
+        return None
+    return _neurons(producers[0])
+
+
 def _blocks(weights: Sequence[PrunableWeight], params: LatticeParams) -> dict[int, list[_Block]]:
     """Blocks by target layer; readout classes hang on the top layer."""
     by_layer: dict[int, list[_Block]] = {}
     for w in weights:
         if w.kind == "hh":
-            block = _Block(w, f"layer{w.layer}", f"layer{w.layer}")
+            block = _Block(w, _neurons(w), _neurons(w))
         elif w.kind == "ih" and w.layer > 0 and params.bottom_up:
-            block = _Block(w, f"layer{w.layer - 1}", f"layer{w.layer}")
+            source = _read_layer(w, weights, w.layer - 1)
+            if source is None:
+                continue
+            block = _Block(w, source, _neurons(w))
         elif w.kind == "ih" and w.layer == 0 and "input" in params.extra_nodes:
-            block = _Block(w, "input", "layer0")
+            block = _Block(w, "input", _neurons(w))
         elif w.kind == "readout" and "readout" in params.extra_nodes:
-            block = _Block(w, f"layer{w.layer - 1}", "classes")
+            source = _read_layer(w, weights, w.layer - 1)
+            if source is None:
+                continue
+            block = _Block(w, source, "classes")
         else:
             continue
         by_layer.setdefault(w.layer if w.kind != "readout" else w.layer - 1, []).append(block)
@@ -380,12 +404,13 @@ def _layout(blocks: Sequence[_Block], key: str) -> dict[str, slice]:
     return layout
 
 
-def _group_order(group: str) -> tuple[int, int]:
+def _group_order(group: str) -> tuple[int, int, int]:
     if group == "input":
-        return (0, 0)
+        return (0, 0, 0)
     if group == "classes":
-        return (2, 0)
-    return (1, int(group.removeprefix("layer")))
+        return (2, 0, 0)
+    layer = group.removeprefix("layer")
+    return (1, int(layer.removesuffix("r")), int(layer.endswith("r")))
 
 
 def _strength(weight: PrunableWeight, aggregation: str) -> torch.Tensor:

@@ -30,7 +30,7 @@ from rnnprune.pruning.magnitude import prune_global_magnitude
 from rnnprune.regularization import RegularizerHook
 
 if TYPE_CHECKING:  # methods read weights, never build models
-    from rnnprune.models.recurrent import RecurrentNet
+    from rnnprune.models.masking import MaskedWeights
 
 
 class ModuliParams(MethodParams):
@@ -112,12 +112,14 @@ def penalises(params: MethodParams) -> bool:
     return params.coefficient > 0 and (params.l1_other or not coefficients_vanish)
 
 
-def build_regularizer(params: MethodParams, model: RecurrentNet, generator: Generator) -> ModuliRegularizer:
-    """One independent embedding per recurrent layer of `model`, drawn from `generator`."""
+def build_regularizer(params: MethodParams, model: MaskedWeights, generator: Generator) -> ModuliRegularizer:
+    """One independent embedding per recurrent matrix of `model`, drawn from `generator`."""
     assert isinstance(params, ModuliParams)
+    weights = model.prunable_weights(("ih", "hh", "encoder", "readout", "linear"))
+    # The reference's order of the other matrices: input matrices, encoders, readout.
+    other = [w.name for kind in ("ih", "encoder", "readout", "linear") for w in weights if w.kind == kind]
     return ModuliRegularizer(
-        model.rnn.num_layers,
-        model.rnn.hidden_size,
+        [(w.name, w.weight.shape[1]) for w in weights if w.kind == "hh"],
         generator,
         space=params.space,
         inhibitor=params.inhibitor,
@@ -128,6 +130,7 @@ def build_regularizer(params: MethodParams, model: RecurrentNet, generator: Gene
         l1_other=params.l1_other,
         trainable_embedding=params.trainable_embedding,
         scale=params.scale,
+        other=other,
     )
 
 

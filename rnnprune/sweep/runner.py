@@ -24,7 +24,7 @@ from rnnprune import catalogue
 from rnnprune.config import TrialConfig
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import resolve_data_root
-from rnnprune.errors import ConfigError
+from rnnprune.errors import ConfigError, DataError
 from rnnprune.publish import publish
 from rnnprune.sweep.cluster import check_ray_address
 from rnnprune.sweep.lock import sweep_lock
@@ -48,6 +48,9 @@ from rnnprune.tracking import (
     resolve_tracking_uri,
     ui_base,
 )
+from rnnprune.training.preflight import check_plugins
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "rnnprune_sweep.json"
 PARETO_DIR = "pareto"
@@ -106,12 +109,7 @@ def _tune_config(loaded: LoadedSpec) -> tune.TuneConfig:
         )
     scheduler = None
     if spec.scheduler.kind == "asha":
-        longest = max(
-            _lowest_trial(loaded, v)
-            .pruning.schedule.plan(0.5, 1)
-            .epochs
-            for v in loaded.variants
-        )
+        longest = max(_lowest_trial(loaded, v).pruning.schedule.plan(0.5, 1).epochs for v in loaded.variants)
         scheduler = PerLevelASHA(
             _target_sparsity(loaded),
             spec.scheduler.metric,
@@ -167,6 +165,21 @@ def _check_data(loaded: LoadedSpec) -> None:
     task.check(config.task.typed_params, resolve_data_root(config.task.data_dir), config.task.download)
 
 
+def _check_plugins(loaded: LoadedSpec, on_cluster: bool) -> None:
+    """Try each plugin task, model and method of the sweep once (see `training.preflight`).
+
+    A cluster's driver may not hold the data its workers read; then the check waits for the
+    trials, which fail with the same one-line errors.
+    """
+    configs = [_lowest_trial(loaded, variant) for variant in loaded.variants]
+    try:
+        check_plugins(configs)
+    except DataError as error:
+        if not on_cluster:
+            raise
+        logger.info("plugins not tried before the sweep: this machine lacks the data (%s)", error)
+
+
 def _test_quality(loaded: LoadedSpec) -> tuple[str, bool]:
     """The task's test quality metric (name, larger is better), for the progress line."""
     quality = catalogue.quality(_lowest_trial(loaded, loaded.variants[0]).task.name)
@@ -212,6 +225,7 @@ def run_sweep(
     if address is None:
         check_local_resources(spec.resources, num_cpus)
         _check_data(loaded)
+    _check_plugins(loaded, on_cluster=address is not None)
 
     storage = spec.storage_path if spec.storage_path.is_absolute() else workdir / spec.storage_path
     with sweep_lock(storage, spec.name):
@@ -253,7 +267,11 @@ def _run_locked(
         address=address,
         num_cpus=num_cpus if address is None else None,
         # Each worker pays MLflow's start-up once, before its first trial (worker_setup).
-        runtime_env={"env_vars": env, "worker_process_setup_hook": WORKER_SETUP_HOOK},
+        runtime_env={
+            **spec.runtime_env.ray_runtime_env(spec_path.parent),  # plugins the nodes lack
+            "env_vars": env,
+            "worker_process_setup_hook": WORKER_SETUP_HOOK,
+        },
         include_dashboard=False if address is None else None,
         ignore_reinit_error=True,
         log_to_driver=False,

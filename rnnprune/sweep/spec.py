@@ -25,6 +25,7 @@ import copy
 import hashlib
 import itertools
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,6 +157,41 @@ class Tracking(_Strict):
     log_models: bool = Field(default=True, description="Log each trial's pruned model as an MLflow model.")
 
 
+class RuntimeEnv(_Strict):
+    """Code Ray ships to every worker: plugins that the cluster's nodes do not have installed.
+
+    Paths are relative to the spec file. Ray uploads `py_modules` folders (or wheels) and
+    `working_dir`, and installs `pip` requirements, into each worker's environment; the
+    driver imports `py_modules` from where they are, to validate the spec before Ray starts.
+    """
+
+    py_modules: list[Path] = Field(
+        default_factory=list, description="Package folders (or .whl/.zip files) to upload to every worker."
+    )
+    pip: list[str] = Field(default_factory=list, description="Requirements pip installs on every worker.")
+    working_dir: Path | None = Field(
+        default=None, description="A folder uploaded as each worker's working dir."
+    )
+
+    def paths(self, spec_dir: Path) -> list[tuple[tuple[str, ...], Path]]:
+        """(field path, absolute path) of every local path named."""
+        named = [(("runtime_env", "py_modules", str(i)), m) for i, m in enumerate(self.py_modules)]
+        if self.working_dir is not None:
+            named.append((("runtime_env", "working_dir"), self.working_dir))
+        return [(loc, (spec_dir / path).resolve()) for loc, path in named]
+
+    def ray_runtime_env(self, spec_dir: Path) -> dict[str, Any]:
+        """The fields of Ray's `runtime_env` this block sets (absolute paths)."""
+        env: dict[str, Any] = {}
+        if self.py_modules:
+            env["py_modules"] = [str((spec_dir / m).resolve()) for m in self.py_modules]
+        if self.pip:
+            env["pip"] = list(self.pip)
+        if self.working_dir is not None:
+            env["working_dir"] = str((spec_dir / self.working_dir).resolve())
+        return env
+
+
 class Pareto(_Strict):
     objectives: list[str] | None = Field(
         default=None,
@@ -181,6 +217,7 @@ class SweepSpec(_Strict):
     max_failures: int = Field(default=2, ge=0, description="Retries of a failed trial (from its checkpoint).")
     storage_path: Path = Field(default=Path("runs/sweeps"), description="Tune storage (shared on a cluster).")
     tracking: Tracking = Field(default_factory=Tracking)
+    runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
     pareto: Pareto = Field(default_factory=Pareto)
 
     @field_validator("methods")
@@ -332,6 +369,17 @@ def _check_variants(
 _AXIS_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
+def _import_shipped_modules(raw: Mapping[str, Any], spec_dir: Path) -> None:
+    """Make the spec's `runtime_env.py_modules` folders importable here, as Ray makes them on
+    the workers, before the spec's plugin references are looked up."""
+    runtime_env = raw.get("runtime_env")
+    modules = runtime_env.get("py_modules") if isinstance(runtime_env, Mapping) else None
+    for module in modules if isinstance(modules, list) else ():
+        folder = (spec_dir / str(module)).resolve()
+        if folder.is_dir() and str(folder.parent) not in sys.path:
+            sys.path.insert(0, str(folder.parent))
+
+
 def load_spec(path: Path) -> LoadedSpec:
     """Read and validate a sweep spec; raises ConfigError naming file, line and field."""
     path = Path(path)
@@ -342,6 +390,7 @@ def load_spec(path: Path) -> LoadedSpec:
     raw = parse(text, f"sweep spec {path}")
     if not isinstance(raw, dict):
         raise ConfigError(f"sweep spec {path} must hold a mapping of fields at the top level")
+    _import_shipped_modules(raw, path.parent)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as error:
@@ -373,6 +422,13 @@ def load_spec(path: Path) -> LoadedSpec:
                     f"invalid sweep spec:\n  {path}{line}: {where}.{axis_path}: "
                     "an empty list gives no trials; give at least one value"
                 )
+
+    for loc, local in spec.runtime_env.paths(path.parent):
+        if not local.exists():
+            raise ConfigError(
+                f"invalid sweep spec:\n  {path}{_where(lines, loc)}: {'.'.join(loc)}: {local} does not exist "
+                "(paths are relative to the spec file)"
+            )
 
     base_path = (path.parent / spec.base).resolve()
     if not base_path.is_file():

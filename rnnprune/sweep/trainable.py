@@ -99,7 +99,11 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
             "method": config.pruning.method,
             "target_sparsity": str(config.pruning.target_sparsity),
             "task": config.task.name,
-            "arch": f"{config.model.cell}{config.model.hidden_size}x{config.model.num_layers}",
+            "arch": (
+                f"{config.model.cell}{config.model.hidden_size}x{config.model.num_layers}"
+                if config.model.is_built_in
+                else config.model.factory
+            ),
             "seed": str(config.seed),
             "sweep": context.spec.spec.name,
         },

@@ -18,7 +18,7 @@ import torch
 
 from rnnprune.data.base import TaskData
 from rnnprune.metrics import sparsity_report
-from rnnprune.models.recurrent import MASK_SUFFIX, RecurrentNet
+from rnnprune.models.masking import MASK_SUFFIX, MaskedWeights
 from rnnprune.training.factories import make_trial_regularizer
 from rnnprune.training.hooks import MaskEventsHook, PenaltyHook, TrainingHook
 from rnnprune.training.loop import (
@@ -52,7 +52,7 @@ class PhaseEnv:
 
     data: TaskData
     seed: int
-    build_model: Callable[[str], RecurrentNet]
+    build_model: Callable[[str], MaskedWeights]
     dense: DenseCheckpoints | None = None
 
     def dense_run(self) -> DenseCheckpoints:
@@ -77,7 +77,7 @@ class PhaseRun:
     """A phase in progress: its model, hooks and optimizer, and what it has done so far."""
 
     def __init__(
-        self, phase: Phase, model: RecurrentNet, hooks: list[TrainingHook], carried: dict[str, float]
+        self, phase: Phase, model: MaskedWeights, hooks: list[TrainingHook], carried: dict[str, float]
     ) -> None:
         self.phase, self.model, self.hooks = phase, model, hooks
         self.carried = carried  # diagnostics of earlier phases, reported until a hook has its own

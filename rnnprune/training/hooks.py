@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnprune.models.recurrent import MASK_SUFFIX, RecurrentNet
+from rnnprune.models.masking import MASK_SUFFIX, MaskedWeights
 from rnnprune.pruning import registry as method_registry
 from rnnprune.regularization import Regularizer
 from rnnprune.training.plan import MaskSchedule
@@ -28,18 +28,18 @@ class TrainingHook:
         """Learnable state the phase's optimizer trains with the model."""
         return iter(())
 
-    def penalty(self, model: RecurrentNet) -> torch.Tensor | None:
+    def penalty(self, model: MaskedWeights) -> torch.Tensor | None:
         """A scalar added to the task loss at this step (None: no penalty)."""
         return None
 
-    def before_step(self, step: int, model: RecurrentNet, optimizer: torch.optim.Optimizer) -> None:
+    def before_step(self, step: int, model: MaskedWeights, optimizer: torch.optim.Optimizer) -> None:
         """Before optimizer step `step` (counted from the phase start) and its forward pass;
         also once with `step` = the phase's step count, after its last step."""
 
-    def after_backward(self, model: RecurrentNet) -> None:
+    def after_backward(self, model: MaskedWeights) -> None:
         """After backward, before clipping: the parameters' `.grad` are dense, pruned weights too."""
 
-    def after_step(self, model: RecurrentNet, optimizer: torch.optim.Optimizer) -> None:
+    def after_step(self, model: MaskedWeights, optimizer: torch.optim.Optimizer) -> None:
         """After the optimizer step, once the masks are re-applied."""
 
     def metrics(self) -> dict[str, float]:
@@ -62,10 +62,10 @@ class PenaltyHook(TrainingHook):
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.regularizer.parameters()
 
-    def penalty(self, model: RecurrentNet) -> torch.Tensor:
+    def penalty(self, model: MaskedWeights) -> torch.Tensor:
         return self.regularizer.penalty(model)
 
-    def after_step(self, model: RecurrentNet, optimizer: torch.optim.Optimizer) -> None:
+    def after_step(self, model: MaskedWeights, optimizer: torch.optim.Optimizer) -> None:
         self.regularizer.after_step()
 
     def state_dict(self) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class MaskEventsHook(TrainingHook):
         self.next_event = 0
         self.diagnostics: dict[str, float] = {}  # of the latest event
 
-    def before_step(self, step: int, model: RecurrentNet, optimizer: torch.optim.Optimizer) -> None:
+    def before_step(self, step: int, model: MaskedWeights, optimizer: torch.optim.Optimizer) -> None:
         """Apply every event scheduled at or before `step` that has not run yet."""
         events = self.schedule.events
         while self.next_event < len(events) and events[self.next_event].step <= step:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from rnnprune.data.base import Split, TaskData
-from rnnprune.models.recurrent import RecurrentNet
+from rnnprune.models.masking import MaskedWeights
 from rnnprune.objectives import Objective
 
 if TYPE_CHECKING:  # hooks are only called here; their module builds on this one's settings
@@ -79,7 +79,7 @@ def learning_rate(settings: OptimizerSettings, step: int, start: int, end: int) 
 
 
 def train_steps(
-    model: RecurrentNet,
+    model: MaskedWeights,
     optimizer: torch.optim.Optimizer,
     batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
     settings: OptimizerSettings,
@@ -138,14 +138,17 @@ def train_steps(
 EVAL_OUTPUTS = 2**25
 
 
-def eval_batch_size(model: RecurrentNet, split: Split) -> int:
-    """Examples per evaluation batch: up to 1,024, fewer when each example has many outputs."""
-    steps = split.inputs.shape[1] if model.architecture.readout == "all" else 1
-    return max(1, min(1024, EVAL_OUTPUTS // (steps * model.readout.out_features)))
+def eval_batch_size(model: nn.Module, split: Split) -> int:
+    """Examples per evaluation batch: up to 1,024, fewer when each example has many outputs
+    (counted on one example: the model alone knows what it reads out)."""
+    if not len(split):
+        return 1
+    outputs = max(1, model(split.inputs[:1]).numel())
+    return max(1, min(1024, EVAL_OUTPUTS // outputs))
 
 
 @torch.no_grad()
-def evaluate(model: RecurrentNet, split: Split, objective: Objective) -> dict[str, float]:
+def evaluate(model: MaskedWeights, split: Split, objective: Objective) -> dict[str, float]:
     """The objective's metrics over a whole split (`loss` and the task's quality metric)."""
     model.eval()
     totals: dict[str, float] = {}
@@ -155,7 +158,7 @@ def evaluate(model: RecurrentNet, split: Split, objective: Objective) -> dict[st
     return objective.summarise(totals)
 
 
-def evaluate_splits(model: RecurrentNet, data: TaskData, prefix: str = "") -> dict[str, float]:
+def evaluate_splits(model: MaskedWeights, data: TaskData, prefix: str = "") -> dict[str, float]:
     """`{prefix}val_<metric>` and `{prefix}test_<metric>` of `model`."""
     return {
         f"{prefix}{name}_{key}": value

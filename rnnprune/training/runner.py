@@ -26,11 +26,13 @@ import torch
 from rnnprune import deploy
 from rnnprune.config import TrialConfig
 from rnnprune.data import registry as task_registry
-from rnnprune.data.base import TaskData, resolve_data_root
+from rnnprune.data.base import Architecture, TaskData, resolve_data_root
 from rnnprune.errors import ConfigError
 from rnnprune.graphs import graph_metrics
 from rnnprune.metrics import sparsity_report
-from rnnprune.models.recurrent import RecurrentNet
+from rnnprune.models import registry as model_registry
+from rnnprune.models.base import ModelInputs
+from rnnprune.models.masking import MaskedWeights, with_masks
 from rnnprune.training.dense import DenseModel, EpochCallback, dense_model
 from rnnprune.training.engine import (
     PhaseEnv,
@@ -46,6 +48,7 @@ from rnnprune.training.factories import build_model
 from rnnprune.training.loop import evaluate_splits
 from rnnprune.training.plan import TrialPlan, compile_plan, steps_per_epoch
 from rnnprune.training.state import atomic_torch_save, atomic_write_json, resolve_device
+from rnnprune.weights import ALL_KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -106,30 +109,40 @@ def run_trial(
 
 def _check_scope(config: TrialConfig, data: TaskData) -> None:
     """Fail before training if the scope names weights this task's network does not have."""
-    kinds = {w.kind for w in build_model(config, data).prunable_weights(("encoder", "ih", "hh", "readout"))}
+    model = build_model(config, data)
+    for note in getattr(model, "left_out", ()):
+        logger.warning(
+            "model %s: %s is not pruned (not a recurrent, linear or embedding matrix)",
+            config.model.factory,
+            note,
+        )
+    kinds = {w.kind for w in model.prunable_weights(ALL_KINDS)}
     missing = [kind for kind in config.pruning.scope if kind not in kinds]
     if missing:
+        subject = (
+            f"task {config.task.name!r}"
+            if config.model.is_built_in
+            else f"model {config.model.factory} on task {config.task.name!r}"
+        )
         raise ConfigError(
-            f"pruning.scope: task {config.task.name!r} has no {', '.join(missing)} weights "
-            f"(its network has {', '.join(sorted(kinds))}); remove {', '.join(missing)} from the scope"
+            f"pruning.scope: {subject} has no {', '.join(missing)} weights "
+            f"(it has {', '.join(sorted(kinds))}); remove {', '.join(missing)} from the scope"
         )
 
 
-def load_model(path: Path) -> tuple[TrialConfig, RecurrentNet, torch.Tensor]:
+def load_model(path: Path) -> tuple[TrialConfig, MaskedWeights, torch.Tensor]:
     """A finished trial's (config, pruned model with masks, example input) from its model.pt."""
     saved = torch.load(Path(path), weights_only=False, map_location="cpu")
     config = TrialConfig.model_validate(saved["config"])
     example: torch.Tensor = saved["input_example"]
     state = saved["state_dict"]
-    model = RecurrentNet(
-        cell=config.model.cell,
-        input_size=saved.get("input_size", example.shape[-1]),
-        hidden_size=config.model.hidden_size,
-        num_layers=config.model.num_layers,
-        num_classes=state["readout.weight"].shape[0],
-        dropout=config.model.dropout,
-        architecture=saved.get("architecture"),
+    # Files written before plugin models existed hold only the built-in network's readout.
+    num_outputs = saved["num_outputs"] if "num_outputs" in saved else state["readout.weight"].shape[0]
+    inputs = ModelInputs(
+        saved.get("input_size", example.shape[-1]), num_outputs, saved.get("architecture") or Architecture()
     )
+    factory = model_registry.get(config.model.factory)
+    model = with_masks(factory.build(config.model.typed_params, inputs), factory.readout)
     model.load_state_dict(state)
     return config, model.eval(), example
 
@@ -220,7 +233,7 @@ def _finish(
     data: TaskData,
     dense: DenseModel,
     plan: TrialPlan,
-    model: RecurrentNet,
+    model: MaskedWeights,
     outcomes: list[PhaseOutcome],
 ) -> TrialResult:
     """Final metrics of the trial's `model`, from the `outcomes` of its phases after dense."""
@@ -264,6 +277,7 @@ def _finish(
             # One test input, for model signatures and export checks without the data set.
             "input_example": data.test.inputs[:1].cpu(),
             "input_size": data.input_size,
+            "num_outputs": data.num_classes,
             "architecture": data.architecture,
         },
         output_dir / MODEL,
