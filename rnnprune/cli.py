@@ -1,4 +1,5 @@
-"""`rnnprune` command line: train one trial, run a sweep, fronts and picks, list methods and tasks.
+"""`rnnprune` command line: train one trial, run a sweep, fronts, results pages and picks, list
+methods and tasks.
 
 Each command imports what it uses when it runs (torch for a trial, Ray only once a sweep's spec
 is valid, MLflow for the tracking commands), so `--help` and input errors answer at once.
@@ -130,6 +131,23 @@ def _pareto(args: argparse.Namespace) -> int:
         f"\ntagged {sum(len(p.runs) for p in published.analysis.points)} runs (pareto, pareto_rank, "
         f"pareto_method); dashboard in {output / 'pareto.html'} and in the artifacts of parent "
         f"run(s) {', '.join(published.parent_run_ids)}"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rnnprune.publish import publish_report
+    from rnnprune.tracking import resolve_tracking_uri
+
+    output = Path(args.output) if args.output else Path("docs") / "results" / f"{args.name}.md"
+    if output.suffix != ".md":
+        raise RnnpruneError(f"--output: {output} is not a Markdown file; give a path ending in .md")
+    uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
+    reported = publish_report(uri, args.name, output, args.command_line, args.baseline, args.title)
+    plots = ", ".join(str(p) for p in reported.page.plots)
+    print(
+        f"wrote {reported.page.markdown} with {plots}; the HTML page is artifact {reported.artifact} "
+        f"of parent run(s) {', '.join(reported.parent_run_ids)}"
     )
     return 0
 
@@ -328,6 +346,23 @@ def build_parser() -> argparse.ArgumentParser:
     pareto.add_argument("--ui-url", help="MLflow UI base for run links (default: the server, or mlflow ui's)")
     pareto.set_defaults(handler=_pareto)
 
+    report = commands.add_parser(
+        "report",
+        help="results page of a sweep (or experiment): tables, plots, significance, axis importance",
+    )
+    report.add_argument("name", help="sweep name (its parent run) or MLflow experiment name")
+    report.add_argument("--tracking-uri", help=tracking_help)
+    report.add_argument(
+        "--output", help="Markdown file; the PNG plots go beside it (default: docs/results/NAME.md)"
+    )
+    report.add_argument(
+        "--baseline",
+        help="method (or method variant) every other one is compared with, seed by seed "
+        "(default: global_magnitude where the runs have it)",
+    )
+    report.add_argument("--title", help="the page's title (default: Results of sweep NAME)")
+    report.set_defaults(handler=_report)
+
     pick = commands.add_parser(
         "pick",
         help="register the Pareto-optimal model that meets a constraint",
@@ -398,7 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    args.command_line = ["rnnprune", *arguments]  # what generated pages say wrote them
     try:
         return args.handler(args)
     except RnnpruneError as error:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import torch
 import yaml
 from pydantic import (
     BaseModel,
@@ -32,12 +33,12 @@ from rnnprune.errors import ConfigError
 from rnnprune.latency import Repeats
 from rnnprune.models import registry as model_registry
 from rnnprune.models.base import ModelParams
-from rnnprune.models.recurrent import Cell, RecurrentParams
+from rnnprune.models.recurrent import GATES, Cell, RecurrentParams
 from rnnprune.pruning import registry as method_registry
 from rnnprune.pruning.base import MethodParams
 from rnnprune.pruning.schedules import GradualSchedule, Schedule
 from rnnprune.registry import Registry, UnknownName
-from rnnprune.weights import WeightKind
+from rnnprune.weights import PrunableWeight, WeightKind
 from rnnprune.yaml_files import read_mapping
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ def _validate_params(params_type: type[BaseModel], raw: Any) -> BaseModel:
     except ValidationError as error:
         errors = []
         for e in error.errors():
-            msg = e["msg"]
+            msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 allowed = _allowed(params_type) or "none (this block takes no parameters)"
                 msg = f"unknown parameter; allowed: {allowed}"
@@ -302,6 +303,18 @@ class TrialConfig(_Group):
             node.pop(path[-1], None)
         return data
 
+    @model_validator(mode="after")
+    def _method_fits_the_model(self) -> TrialConfig:
+        """The method's own check of the matrices the model group fixes (before any data)."""
+        if not self.model.is_built_in:  # its matrices are known once built: the runner checks them
+            return self
+        method = method_registry.get(self.pruning.method)
+        weights = _weights_known_before_data(self.model, self.pruning.scope)
+        problems = method.problems(weights, self.pruning.target_sparsity, self.pruning.typed_params)
+        if problems:
+            raise _LocatedError([(("pruning", *field.split(".")), message) for field, message in problems])
+        return self
+
     def hash(self) -> str:
         """Names the whole trial."""
         return _digest(self._defining())
@@ -314,10 +327,11 @@ class TrialConfig(_Group):
         data = self._defining()
         defining = {key: data[key] for key in ("task", "model", "training", "seed")}
         if self.regularizes:
-            defining["regularizer"] = {
-                "method": data["pruning"]["method"],
-                "params": data["pruning"]["params"],
-            }
+            hook = method_registry.get(self.pruning.method).regularizer
+            penalty_params = data["pruning"]["params"]
+            if hook is not None and hook.defining is not None:
+                penalty_params = hook.defining(self.pruning.typed_params)
+            defining["regularizer"] = {"method": data["pruning"]["method"], "params": penalty_params}
         return _digest(defining)
 
     @property
@@ -327,6 +341,32 @@ class TrialConfig(_Group):
 
     def name(self) -> str:
         return f"{self.task.name}-{self.model.label()}-{self.pruning.method}-{self.hash()[:10]}"
+
+
+def _weights_known_before_data(model: ModelConfig, scope: Iterable[WeightKind]) -> list[PrunableWeight]:
+    """The built-in network's recurrent matrices and readout as shape-only (meta) tensors,
+    named as it names them; a size the task fixes (the input width, the outputs) is 0."""
+    gates = GATES[model.cell]
+    rows = len(gates) * model.hidden_size
+    shapes: list[tuple[str, int, WeightKind, tuple[int, int]]] = []
+    for layer in range(model.num_layers):
+        inputs = model.hidden_size if layer else 0
+        shapes.append((f"rnn.weight_ih_l{layer}", layer, "ih", (rows, inputs)))
+        shapes.append((f"rnn.weight_hh_l{layer}", layer, "hh", (rows, model.hidden_size)))
+    shapes.append(("readout.weight", model.num_layers, "readout", (0, model.hidden_size)))
+    return [
+        PrunableWeight(
+            name,
+            layer,
+            kind,
+            gates if kind != "readout" else ("out",),
+            torch.empty(shape, device="meta"),
+            torch.empty(shape, dtype=torch.bool, device="meta"),
+            module=name.partition(".")[0],
+        )
+        for name, layer, kind, shape in shapes
+        if kind in scope
+    ]
 
 
 def _digest(data: Mapping[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """Pareto results against MLflow: read a sweep's runs, tag them, log the front and the
-dashboard to the parent run(s), register a pick.
+dashboard to the parent run(s), register a pick, write a results page.
 
-The analysis itself is `rnnprune.pareto` (pure); every MLflow call goes through
-`rnnprune.tracking`.
+The analysis itself is `rnnprune.pareto` and `rnnprune.report` (pure); every MLflow call goes
+through `rnnprune.tracking`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnprune import catalogue
+from rnnprune import catalogue, provenance
 from rnnprune.dashboard import write_dashboard
 from rnnprune.deploy import deployable
 from rnnprune.pareto import (
@@ -32,12 +32,15 @@ from rnnprune.pareto import (
     run_tags,
     task_of,
 )
+from rnnprune.report import ResultsReport, build_report
+from rnnprune.results_page import Page, write_page
 from rnnprune.tracking import (
     OUTPUTS_TAG,
     TrackingError,
     artifact_url,
     download_run_artifact,
     log_run_model,
+    log_text_to_parent,
     log_to_parent,
     register_run_model,
     run_url,
@@ -168,3 +171,39 @@ def pick_and_register(
         DEPLOYABLE_ARTIFACT,
     )
     return Registered(chosen, model_name, version, alias, deployable_name, deployable_version, form.form)
+
+
+REPORT_ARTIFACTS = "report"  # the parent run's folder of results pages
+
+
+@dataclass(frozen=True)
+class Reported:
+    report: ResultsReport
+    page: Page
+    artifact: str  # the HTML page's path among each parent run's artifacts
+    parent_run_ids: list[str]
+
+
+def publish_report(
+    tracking_uri: str,
+    name: str,
+    markdown_path: Path,
+    command: Sequence[str],
+    baseline: str | None = None,
+    title: str | None = None,
+) -> Reported:
+    """`rnnprune report`: the results page of a sweep (or of every sweep of an experiment) as
+    Markdown with plots at `markdown_path`, and as HTML on the parent run(s)."""
+    kind, parents, runs = read_runs(tracking_uri, name)
+    report = build_report(runs, baseline)
+    page = write_page(
+        report,
+        Path(markdown_path),
+        title or f"Results of {kind} {name}",
+        f"{kind.capitalize()} {name}",
+        provenance.current(command),
+    )
+    artifact = f"{REPORT_ARTIFACTS}/{Path(markdown_path).stem}.html"
+    for parent in parents:
+        log_text_to_parent(tracking_uri, parent["run_id"], {artifact: page.html})
+    return Reported(report, page, artifact, [p["run_id"] for p in parents])

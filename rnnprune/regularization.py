@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,8 +34,11 @@ class RegularizerHook:
     `active(params)` says whether these parameters penalise at all (a method with a `none`
     setting trains exactly like a plain one and shares its dense model); `build(params,
     model, generator)` makes the regularizer for a model, drawing any random structure
-    (neuron coordinates, permutations) from `generator`.
+    (neuron coordinates, permutations) from `generator`. `defining(params)` is the part of
+    the parameters the penalty depends on, which names the dense model; None: all of them
+    (a method whose other parameters only choose masks shares one dense model across them).
     """
 
     active: Callable[..., bool]
     build: Callable[..., Regularizer]
+    defining: Callable[..., dict[str, Any]] | None = None

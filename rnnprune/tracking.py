@@ -578,6 +578,13 @@ def log_to_parent(
         client.log_artifact(parent_run_id, str(path), artifact_path=folder)
 
 
+def log_text_to_parent(tracking_uri: str, parent_run_id: str, texts: Mapping[str, str]) -> None:
+    """Text artifacts (a results page) on a sweep's parent run, by artifact path."""
+    client = MlflowClient(tracking_uri)
+    for path, text in texts.items():
+        client.log_text(parent_run_id, text, path)
+
+
 def ui_base(tracking_uri: str) -> str:
     """Where a browser finds the runs: the server itself, or `mlflow ui` on a local store."""
     return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI_DEFAULT

@@ -113,6 +113,11 @@ def test_gate_balanced_magnitude_prunes_every_block_at_the_target_rate(granulari
     assert all(not bool((again[name] & ~masks[name]).any()) for name in again)
 
 
+# The example's first LSTM layer reads one feature: its input matrix is 4H x 1, so tiles one
+# column wide are the blocks that fit it.
+METHOD_PARAMS: dict[str, dict[str, Any]] = {"block_magnitude": {"block": [4, 1]}}
+
+
 def _tiny_trial(tmp_path: Path, method: str) -> dict[str, Any]:
     return {
         "task": {"name": "sunspots"},
@@ -120,6 +125,7 @@ def _tiny_trial(tmp_path: Path, method: str) -> dict[str, Any]:
         "training": {"epochs": 1, "batch_size": 32, "lr": 0.01},
         "pruning": {
             "method": method,
+            "params": METHOD_PARAMS.get(method, {}),
             "target_sparsity": 0.7,
             "schedule": {"kind": "gradual", "prune_epochs": 1, "frequency_steps": 2, "finetune_epochs": 1},
         },

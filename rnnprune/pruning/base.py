@@ -4,7 +4,8 @@ A method answers one question (ShrinkBench's): *which weights stay?* It is a pur
 from the prunable weights, their current masks and a target sparsity to new masks. It never
 trains, logs or saves; schedules, mask application and accounting are shared machinery.
 A method may also hand the trainer a regularizer (`RegularizerHook`), a penalty the shared
-loop adds to the loss; the mask function stays pure.
+loop adds to the loss, or a rule that moves masks while the pruning phase trains
+(`DynamicSparsity`: drop and regrow); the mask function stays pure.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from rnnprune.weights import PrunableWeight, WeightKind
 
 # PrunableWeight and WeightKind live in the leaf `rnnprune.weights`; methods import them from here.
 __all__ = [
+    "DynamicSparsity",
     "Masks",
     "MethodParams",
     "NoParams",
+    "PoolCheck",
     "PrunableWeight",
     "PruningMethod",
     "PruningResult",
@@ -61,6 +64,34 @@ PruneFunction = Callable[
     [Sequence[PrunableWeight], float, MethodParams, torch.Generator], Masks | PruningResult
 ]
 
+PoolCheck = Callable[[Sequence[PrunableWeight], float, MethodParams], list[tuple[str, str]]]
+"""(pool, target sparsity, params) -> problems, each (field under `pruning`, message with the fix).
+
+It reads shapes and structure only, never values: the config validation calls it with the
+matrices the model group fixes (shape-only tensors), the runner with the task's network
+before any training."""
+
+
+MaskUpdateFunction = Callable[
+    [Sequence[PrunableWeight], MethodParams, int, int, torch.Generator], Masks | PruningResult
+]
+
+
+@dataclass(frozen=True)
+class DynamicSparsity:
+    """How a method moves masks while the pruning phase trains (dynamic sparse training).
+
+    `due(params, step, phase_steps)` says whether the masks change at optimizer step `step`
+    of a phase of `phase_steps` steps; then `update(weights, params, step, phase_steps,
+    generator)` returns the new masks, read from the weights, their current masks and their
+    dense gradients (`weight.weight.grad`, before clipping). Unlike `prune`, an update may
+    regrow pruned weights (they come back at zero, with zero optimizer moments), but it keeps
+    the number of kept weights over the pool: the trainer refuses an update that does not.
+    """
+
+    due: Callable[[MethodParams, int, int], bool]
+    update: MaskUpdateFunction
+
 
 @dataclass(frozen=True)
 class PruningMethod:
@@ -95,9 +126,19 @@ class PruningMethod:
     description: str
     # Methods that shape training itself (a penalty in every phase, dense included).
     regularizer: RegularizerHook | None = None
+    # Methods that cannot prune every pool or reach every target (a block shape must divide).
+    check: PoolCheck | None = None
+    # Methods that also move masks between the schedule's events (drop and regrow).
+    dynamic: DynamicSparsity | None = None
 
     def regularizes(self, params: MethodParams) -> bool:
         return self.regularizer is not None and self.regularizer.active(params)
+
+    def problems(
+        self, weights: Sequence[PrunableWeight], target_sparsity: float, params: MethodParams
+    ) -> list[tuple[str, str]]:
+        """What keeps this method from pruning `weights` to the target (empty: nothing)."""
+        return self.check(weights, target_sparsity, params) if self.check is not None else []
 
 
 def check_masks(method: str, masks: object, weights: Sequence[PrunableWeight]) -> None:

@@ -19,6 +19,9 @@ registered_methods: Registry[PruningMethod] = Registry(
         "expander": "rnnprune.pruning.expander:EXPANDER",
         "lattice": "rnnprune.pruning.lattice:LATTICE",
         "moduli": "rnnprune.pruning.moduli:MODULI",
+        "units": "rnnprune.pruning.units:UNITS",
+        "block_magnitude": "rnnprune.pruning.blocks:BLOCK_MAGNITUDE",
+        "rigl": "rnnprune.pruning.rigl:RIGL",
     },
     entry_point_group="rnnprune.methods",
 )

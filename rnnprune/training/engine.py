@@ -19,8 +19,9 @@ import torch
 from rnnprune.data.base import TaskData
 from rnnprune.metrics import sparsity_report
 from rnnprune.models.masking import MASK_SUFFIX, MaskedWeights
+from rnnprune.pruning import registry as method_registry
 from rnnprune.training.factories import make_trial_regularizer
-from rnnprune.training.hooks import MaskEventsHook, PenaltyHook, TrainingHook
+from rnnprune.training.hooks import MaskEventsHook, MaskUpdateHook, PenaltyHook, TrainingHook
 from rnnprune.training.loop import (
     Plateau,
     evaluate,
@@ -165,7 +166,8 @@ def start_phase(
             model.load_state_dict(
                 {k: v for k, v in previous.items() if k.endswith(MASK_SUFFIX)}, strict=False
             )
-    # 2. the hooks: the method's regularizer, then the schedule's mask events
+    # 2. the hooks: the method's regularizer, the schedule's mask events, then the method's
+    # own mask updates between them (dynamic sparse training)
     hooks: list[TrainingHook] = []
     if phase.regularizer is not None:
         draw = phase.regularizer
@@ -176,6 +178,8 @@ def start_phase(
         hooks.append(PenaltyHook(regularizer))
     if phase.masks is not None:
         hooks.append(MaskEventsHook(phase.masks, env.seed, env.dense_run().state_at))
+        if method_registry.get(phase.masks.method).dynamic is not None:
+            hooks.append(MaskUpdateHook(phase.masks, env.seed, phase.steps))
     return PhaseRun(phase, model, hooks, dict(carried or {}))
 
 

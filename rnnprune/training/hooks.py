@@ -14,8 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnprune.errors import PluginError
 from rnnprune.models.masking import MASK_SUFFIX, MaskedWeights
 from rnnprune.pruning import registry as method_registry
+from rnnprune.pruning.base import PruningResult, check_masks
 from rnnprune.regularization import Regularizer
 from rnnprune.training.plan import MaskSchedule
 from rnnprune.training.state import generator
@@ -120,3 +122,59 @@ class MaskEventsHook(TrainingHook):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.next_event, self.diagnostics = state["next_event"], dict(state["diagnostics"])
+
+
+class MaskUpdateHook(TrainingHook):
+    """A dynamic-sparse-training method's mask updates between the schedule's events.
+
+    At each step the method says is due, the update reads the dense gradients in
+    `after_backward` (before clipping and the step) and replaces the pool's masks, update
+    at step t drawing from `generator(seed, "mask-update", t)`. At a step where a schedule
+    event ran, the event's masks stand and no update runs, so events and updates interleave
+    the same way in every run. The pool keeps its number of kept weights at every update.
+    """
+
+    def __init__(self, schedule: MaskSchedule, seed: int, phase_steps: int) -> None:
+        self.schedule, self.seed, self.phase_steps = schedule, seed, phase_steps
+        dynamic = method_registry.get(schedule.method).dynamic
+        if dynamic is None:
+            raise ValueError(f"method {schedule.method!r} has no mask updates")
+        self.dynamic = dynamic
+        self.event_steps = {event.step for event in schedule.events}
+        self.step = 0
+        self.updates = 0
+        self.diagnostics: dict[str, float] = {}  # of the latest update
+
+    def before_step(self, step: int, model: MaskedWeights, optimizer: torch.optim.Optimizer) -> None:
+        self.step = step
+
+    def after_backward(self, model: MaskedWeights) -> None:
+        step, params = self.step, self.schedule.params
+        if step in self.event_steps or not self.dynamic.due(params, step, self.phase_steps):
+            return
+        weights = model.prunable_weights(self.schedule.scope)
+        outcome = self.dynamic.update(
+            weights, params, step, self.phase_steps, generator(self.seed, "mask-update", step)
+        )
+        result = outcome if isinstance(outcome, PruningResult) else PruningResult(outcome)
+        check_masks(self.schedule.method, result.masks, weights)
+        kept_before = sum(int(w.mask.sum()) for w in weights)
+        kept_after = sum(int(result.masks[w.name].sum()) for w in weights)
+        if kept_after != kept_before:
+            raise PluginError(
+                f"pruning.method: {self.schedule.method} updated the masks at step {step} to keep "
+                f"{kept_after} weights of the pool instead of {kept_before}; an update must regrow "
+                "as many weights as it drops"
+            )
+        model.set_masks(result.masks)  # regrown weights were zero, and so were their moments
+        self.updates += 1
+        self.diagnostics = {f"update.{key}": value for key, value in result.diagnostics.items()}
+
+    def metrics(self) -> dict[str, float]:
+        return {"mask_updates": float(self.updates), **self.diagnostics}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"updates": self.updates, "diagnostics": self.diagnostics}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.updates, self.diagnostics = state["updates"], dict(state["diagnostics"])

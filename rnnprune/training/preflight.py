@@ -85,6 +85,10 @@ def check_trial(config: TrialConfig, data: TaskData) -> None:
         wanted = ", ".join(config.pruning.scope)
         raise PluginError(f"pruning.scope: the model has none of {wanted} (it has {', '.join(kinds)})")
     method = method_registry.get(config.pruning.method)
+    problems = method.problems(pool, config.pruning.target_sparsity, config.pruning.typed_params)
+    if problems:  # the config asks what this model cannot give (a block its matrices do not take)
+        field, message = problems[0]
+        raise ConfigError(f"pruning.{field}: {message} (model {factory} on task {config.task.name!r})")
     generator = torch.Generator().manual_seed(config.seed)
     try:
         method(pool, config.pruning.target_sparsity, config.pruning.typed_params, generator)

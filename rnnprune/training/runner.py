@@ -33,6 +33,7 @@ from rnnprune.metrics import sparsity_report
 from rnnprune.models import registry as model_registry
 from rnnprune.models.base import ModelInputs
 from rnnprune.models.masking import MaskedWeights, with_masks
+from rnnprune.pruning import registry as method_registry
 from rnnprune.training.dense import DenseModel, EpochCallback, dense_model
 from rnnprune.training.engine import (
     PhaseEnv,
@@ -98,7 +99,7 @@ def run_trial(
 
     device = resolve_device(config.device)
     data = load_task_data(config).to(device)
-    _check_scope(config, data)
+    _check_pruning(config, data)
     plan = compile_plan(config, steps_per_epoch(len(data.train), config.training.batch_size))
     env = PhaseEnv(data, config.seed, lambda draw: build_model(config, data, draw).to(device))
     dense = dense_model(config, plan.dense, env, on_dense_epoch)
@@ -107,8 +108,9 @@ def run_trial(
     )
 
 
-def _check_scope(config: TrialConfig, data: TaskData) -> None:
-    """Fail before training if the scope names weights this task's network does not have."""
+def _check_pruning(config: TrialConfig, data: TaskData) -> None:
+    """Fail before training if the scope names weights this task's network does not have, or
+    the method cannot prune its pool to the target (what the config alone could not show)."""
     model = build_model(config, data)
     for note in getattr(model, "left_out", ()):
         logger.warning(
@@ -116,18 +118,26 @@ def _check_scope(config: TrialConfig, data: TaskData) -> None:
             config.model.factory,
             note,
         )
+    subject = (
+        f"task {config.task.name!r}"
+        if config.model.is_built_in
+        else f"model {config.model.factory} on task {config.task.name!r}"
+    )
     kinds = {w.kind for w in model.prunable_weights(ALL_KINDS)}
     missing = [kind for kind in config.pruning.scope if kind not in kinds]
     if missing:
-        subject = (
-            f"task {config.task.name!r}"
-            if config.model.is_built_in
-            else f"model {config.model.factory} on task {config.task.name!r}"
-        )
         raise ConfigError(
             f"pruning.scope: {subject} has no {', '.join(missing)} weights "
             f"(it has {', '.join(sorted(kinds))}); remove {', '.join(missing)} from the scope"
         )
+    pruning = config.pruning
+    method = method_registry.get(pruning.method)
+    problems = method.problems(
+        model.prunable_weights(pruning.scope), pruning.target_sparsity, pruning.typed_params
+    )
+    if problems:
+        field, message = problems[0]
+        raise ConfigError(f"pruning.{field}: {message} ({subject})")
 
 
 def load_model(path: Path) -> tuple[TrialConfig, MaskedWeights, torch.Tensor]:

@@ -1,0 +1,349 @@
+"""A sweep's results as tables: per configuration the seed spread of quality, sparsity, size and
+speed; hypervolumes per method; paired differences to a baseline with significance tests; and
+how much each swept axis matters for quality.
+
+Pure: `RunRecord`s in, a `ResultsReport` out (`rnnprune.results_page` writes it as a page,
+`rnnprune.publish` reads the runs from MLflow). Spread is `rnnprune.stats.seed_stats` (sample
+std, n shown); directions and labels come from the catalogue, so a lower-is-better quality
+(an RMSE) reads the right way everywhere.
+
+Axes. A param that takes more than one value among the runs of one method is a swept axis,
+besides the seed: a method's own parameters (`pruning.params.*`) name the method's variant
+(`gate_balanced_magnitude (granularity=row)`), any other param (`training.lr`, `model.cell`)
+is a shared axis. Params that differ only between methods belong to the method. One row is
+one variant at one target sparsity and one value of every shared axis; a row is compared with
+the baseline's row of the same target and shared axes, seed by seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from scipy import stats as scipy_stats
+
+from rnnprune import catalogue
+from rnnprune.catalogue import Metric, MetricError
+from rnnprune.errors import RnnpruneError
+from rnnprune.pareto import SEED_PARAMS, RunRecord, analyse, default_objectives, task_of
+from rnnprune.stats import SeedStats, seed_stats
+
+TARGET = "pruning.target_sparsity"
+METHOD_PARAM = "pruning.method"
+METHOD_PARAMS = "pruning.params."
+DEFAULT_BASELINE = "global_magnitude"
+# Accounting columns every trial reports, then what the end-of-trial measurement adds where the
+# runs have it (measured speed-up at batch 1 and 64, the deployable file's size).
+ACCOUNTING = ("sparsity", "nonzero_params")
+MEASURED = ("speedup_b1", "speedup_b64", "model_bytes")
+SPEEDUPS = ("speedup_b1", "speedup_b64")
+# The exact two-sided Wilcoxon signed-rank test over n non-zero differences cannot give a p-value
+# below 2 / 2**n: 0.0625 at n = 5, so fewer pairs can never show a difference at 5%.
+WILCOXON_MIN_PAIRS = 6
+IMPORTANCE_MIN_TRIALS = 4
+IMPORTANCE_SEED = 0
+METHOD_AXIS = "method"
+
+
+class ReportError(RnnpruneError, ValueError):
+    """Runs a report cannot be made of, or a baseline that is not among them."""
+
+
+@dataclass(frozen=True)
+class Axes:
+    shared: tuple[str, ...]  # swept params other than the target and methods' own parameters
+    own: Mapping[str, tuple[str, ...]]  # method -> its own swept `pruning.params.*`
+
+
+def seed_of(run: RunRecord) -> str:
+    return run.params.get("seed") or run.tags.get("seed", "")
+
+
+def swept_axes(runs: Sequence[RunRecord]) -> Axes:
+    """The params the runs varied within a method (seed, trial hash, method and target aside)."""
+    values: dict[tuple[str, str], set[str]] = defaultdict(set)
+    keys = {key for run in runs for key in run.params} - SEED_PARAMS - {METHOD_PARAM, TARGET}
+    for run in runs:
+        for key in keys:
+            values[(run.method, key)].add(run.params.get(key, ""))
+    varied = {(method, key) for (method, key), seen in values.items() if len(seen) > 1}
+    shared = sorted({key for _, key in varied if not key.startswith(METHOD_PARAMS)})
+    own: dict[str, list[str]] = defaultdict(list)
+    for method, key in sorted(varied):
+        if key.startswith(METHOD_PARAMS):
+            own[method].append(key)
+    return Axes(tuple(shared), {m: tuple(k) for m, k in own.items()})
+
+
+def variant_of(run: RunRecord, axes: Axes) -> str:
+    """The method, with the values of its own swept parameters: `lattice (mode=binary)`."""
+    own = [(k.removeprefix(METHOD_PARAMS), run.params.get(k, "—")) for k in axes.own.get(run.method, ())]
+    return run.method + (f" ({', '.join(f'{k}={v}' for k, v in own)})" if own else "")
+
+
+@dataclass(frozen=True)
+class Test:
+    """One significance test's two-sided p-value, or why there is none."""
+
+    p_value: float | None
+    note: str = ""
+
+    def cell(self) -> str:
+        return self.note if self.p_value is None else f"{self.p_value:.3g}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row against the baseline's row at the same target and shared axes, paired by seed."""
+
+    pairs: int
+    difference: SeedStats | None  # row quality minus baseline quality over the paired seeds
+    t_test: Test
+    wilcoxon: Test
+
+
+def compare(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
+    """Paired t-test and Wilcoxon signed-rank test of a row's per-seed quality against the
+    baseline's of the same seeds (`values[i]` and `baseline[i]` share a seed)."""
+    differences = [a - b for a, b in zip(values, baseline, strict=True)]
+    n = len(differences)
+    if n == 0:
+        none = Test(None, "no paired seeds")
+        return Comparison(0, None, none, none)
+    spread = seed_stats(differences)
+    if n < 2:
+        t_test = Test(None, "n too small (1 pair)")
+    elif spread.std <= 1e-12 * max(1.0, *map(abs, differences)):  # rounding aside, all equal:
+        # scipy would answer p = 0 (or NaN) from a zero-variance t statistic
+        t_test = Test(None, "no spread in the differences")
+    else:
+        t_test = Test(float(scipy_stats.ttest_rel(values, baseline).pvalue))
+    nonzero = sum(d != 0.0 for d in differences)  # the signed-rank test drops zero differences
+    if nonzero == 0:
+        wilcoxon = Test(None, "all differences zero")
+    elif nonzero < WILCOXON_MIN_PAIRS:
+        wilcoxon = Test(None, f"n too small ({nonzero} non-zero: p ≥ {2 / 2**nonzero:.3g} at best)")
+    else:
+        wilcoxon = Test(float(scipy_stats.wilcoxon(values, baseline, zero_method="wilcox").pvalue))
+    return Comparison(n, spread, t_test, wilcoxon)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One variant at one target sparsity and one value of every shared axis, over its seeds."""
+
+    variant: str
+    method: str
+    target: str
+    axes: tuple[str, ...]  # values of `Axes.shared`, in that order ("" where a run lacks the param)
+    runs: tuple[RunRecord, ...]
+    values: Mapping[str, SeedStats]  # column -> spread over the runs that report it
+    comparison: Comparison | None = None  # None for the baseline's own rows, or with no baseline
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def series(self) -> tuple[str, tuple[str, ...]]:
+        """The row's line in a plot: every axis but the target."""
+        return self.variant, self.axes
+
+
+@dataclass(frozen=True)
+class Importance:
+    """fANOVA importance of each swept axis for quality (sums to 1), or why it was not computed."""
+
+    values: Mapping[str, float]
+    trials: int
+    note: str
+
+
+@dataclass(frozen=True)
+class ResultsReport:
+    task: str | None
+    quality: Metric
+    columns: tuple[Metric, ...]  # quality first, then accounting and the measured ones present
+    axes: Axes
+    rows: list[Row]
+    baseline: str | None  # a variant name
+    baseline_note: str  # why there is no baseline, when there is none
+    objectives: tuple[Metric, ...]  # of the hypervolume
+    reference: tuple[float, ...] | None
+    hypervolume: Mapping[str, float]  # method (or "all") -> volume of the seed means
+    hypervolume_per_seed: Mapping[str, SeedStats] = field(default_factory=dict)  # volumes of each seed
+    importance: Importance = Importance({}, 0, "")
+    left_out: int = 0  # finished runs without the quality metric or sparsity
+
+
+def column_metric(name: str, task: str | None) -> Metric:
+    """The catalogue's metric, or a plain one named as reported where this rnnprune does not
+    declare it (a measured metric newer than the catalogue of the installed version)."""
+    try:
+        return catalogue.metric(name, task)
+    except MetricError:
+        return Metric(name, "minimize" if name.endswith("_bytes") else "maximize", name)
+
+
+def resolve_baseline(
+    requested: str | None, variants: Sequence[str], methods: Mapping[str, str]
+) -> str | None:
+    """The baseline variant: one named exactly, or a method's only variant. With none asked for,
+    global magnitude pruning where the runs have it. `methods` maps variant -> method."""
+    name = requested or DEFAULT_BASELINE
+    if name in variants:
+        return name
+    matches = sorted(v for v in variants if methods[v] == name)
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ReportError(
+            f"--baseline: {name} ran as {len(matches)} variants ({'; '.join(matches)}); name one of them"
+        )
+    if requested is None:
+        return None
+    raise ReportError(
+        f"--baseline: no method {name!r} among these runs; they ran {', '.join(sorted(variants))}"
+    )
+
+
+def _finite(run: RunRecord, name: str) -> bool:
+    return name in run.metrics and math.isfinite(run.metrics[name])
+
+
+def _per_seed(runs: Sequence[RunRecord], name: str) -> dict[str, float]:
+    """Quality per seed (the mean where one seed ran more than once, e.g. in two sweeps)."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for run in runs:
+        values[seed_of(run)].append(run.metrics[name])
+    return {seed: math.fsum(v) / len(v) for seed, v in values.items()}
+
+
+def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> ResultsReport:
+    """Rows, comparisons, hypervolumes and axis importance of a sweep's finished runs."""
+    task = task_of(runs)
+    objectives = default_objectives(task)
+    quality = catalogue.metric(objectives[0], task)
+    usable = [r for r in runs if _finite(r, quality.name) and _finite(r, "sparsity")]
+    if not usable:
+        raise ReportError(f"no finished run reports {quality.name} and sparsity: nothing to report")
+    axes = swept_axes(usable)
+    present = [m for m in (*ACCOUNTING, *MEASURED) if any(_finite(r, m) for r in usable)]
+    columns = (quality, *(column_metric(m, task) for m in present))
+    variants = {variant_of(r, axes): r.method for r in usable}
+    chosen = resolve_baseline(baseline, list(variants), variants)
+    groups: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = defaultdict(list)
+    for run in usable:
+        axis_values = tuple(run.params.get(k, "") for k in axes.shared)
+        groups[(variant_of(run, axes), run.params.get(TARGET, "?"), axis_values)].append(run)
+    baseline_runs = {(t, a): members for (v, t, a), members in groups.items() if v == chosen}
+    rows = []
+    for (variant, target, axis_values), members in groups.items():
+        members.sort(key=seed_of)
+        values = {
+            c.name: seed_stats(r.metrics[c.name] for r in members if _finite(r, c.name))
+            for c in columns
+            if any(_finite(r, c.name) for r in members)
+        }
+        comparison = None
+        if chosen is not None and variant != chosen:
+            mine = _per_seed(members, quality.name)
+            theirs = _per_seed(baseline_runs.get((target, axis_values), []), quality.name)
+            seeds = sorted(s for s in mine if s in theirs)
+            comparison = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
+        rows.append(Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison))
+    rows.sort(key=lambda r: (r.variant != chosen, r.variant, r.axes, _as_number(r.target)))
+    note = "" if chosen else f"{DEFAULT_BASELINE} is not among these runs; name a baseline with --baseline"
+    analysis = analyse(usable, objectives, task)
+    return ResultsReport(
+        task=task,
+        quality=quality,
+        columns=columns,
+        axes=axes,
+        rows=rows,
+        baseline=chosen,
+        baseline_note=note,
+        objectives=analysis.objectives,
+        reference=analysis.reference,
+        hypervolume=analysis.hypervolume,
+        hypervolume_per_seed=hypervolume_per_seed(usable, objectives, task),
+        importance=axis_importance(usable, quality, axes),
+        left_out=len(runs) - len(usable),
+    )
+
+
+def _as_number(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return math.inf
+
+
+def hypervolume_per_seed(
+    runs: Sequence[RunRecord], objectives: Sequence[str], task: str | None
+) -> dict[str, SeedStats]:
+    """Each method's hypervolume seed by seed (the front of one seed's runs), as a spread."""
+    volumes: dict[str, list[float]] = defaultdict(list)
+    by_seed: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in runs:
+        by_seed[seed_of(run)].append(run)
+    for members in by_seed.values():
+        for method, volume in analyse(members, objectives, task).hypervolume.items():
+            volumes[method].append(volume)
+    return {method: seed_stats(v) for method, v in volumes.items()}
+
+
+def _axis_table(runs: Sequence[RunRecord], axes: Axes) -> dict[str, list[str]]:
+    """Per run, the value of each axis that varies: the variant, the target, the shared axes."""
+    table = {
+        METHOD_AXIS: [variant_of(r, axes) for r in runs],
+        TARGET: [r.params.get(TARGET, "") for r in runs],
+        **{k: [r.params.get(k, "") for r in runs] for k in axes.shared},
+    }
+    return {k: v for k, v in table.items() if len(set(v)) > 1}
+
+
+def axis_importance(runs: Sequence[RunRecord], quality: Metric, axes: Axes) -> Importance:
+    """fANOVA (Optuna's evaluator, seeded) over the trial table: one trial per run, the swept axes
+    as its params, quality as its value. Numeric axes are ranges, others categories."""
+    table = _axis_table(runs, axes)
+    if len(runs) < IMPORTANCE_MIN_TRIALS:
+        return Importance(
+            {}, len(runs), f"not computed: {len(runs)} runs (fANOVA needs {IMPORTANCE_MIN_TRIALS})"
+        )
+    if len(table) < 2:
+        varied = ", ".join(table) or "none"
+        return Importance({}, len(runs), f"not computed: fewer than two axes vary (varied: {varied})")
+    import optuna
+    from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+
+    distributions: dict[str, BaseDistribution] = {}
+    columns: dict[str, list[float | str]] = {}
+    for name, values in table.items():
+        if all(_as_number(v) != math.inf for v in values):
+            numbers = [float(v) for v in values]
+            distributions[name] = FloatDistribution(min(numbers), max(numbers))
+            columns[name] = list(numbers)
+        else:
+            distributions[name] = CategoricalDistribution(sorted(set(values)))
+            columns[name] = list(values)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "study created" line on the console
+    study = optuna.create_study(direction="maximize" if quality.maximize else "minimize")
+    study.add_trials(
+        optuna.trial.create_trial(
+            params={name: column[index] for name, column in columns.items()},
+            distributions=distributions,
+            value=run.metrics[quality.name],
+        )
+        for index, run in enumerate(runs)
+    )
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    note = (
+        f"fANOVA (Optuna's FanovaImportanceEvaluator, seed {IMPORTANCE_SEED}) over {len(runs)} runs, "
+        f"value {quality.name}; a method's own parameters are part of the method axis, and seeds "
+        "are replicates, not an axis"
+    )
+    return Importance(dict(importances), len(runs), note)

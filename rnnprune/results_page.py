@@ -1,0 +1,315 @@
+"""A `ResultsReport` as a results page: Markdown with PNG plots beside it, and the same page as
+one self-contained HTML file (plots inlined) for the MLflow parent run.
+
+Every page says which command, commit and machine wrote it and when, and that it is generated:
+pages in `docs/results/` are this module's output, never hand-written tables.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rnnprune.dashboard import PALETTE
+from rnnprune.provenance import Provenance
+from rnnprune.report import METHOD_AXIS, SPEEDUPS, TARGET, ResultsReport, Row
+from rnnprune.stats import SeedStats, format_spread
+
+COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class Page:
+    markdown: Path
+    plots: list[Path]
+    html: str  # the page as one HTML document, plots inlined
+
+
+def _digits(metric: str) -> int:
+    if metric in COUNTS:
+        return 0
+    return 2 if metric in SPEEDUPS else 4
+
+
+def spread_cell(stats: SeedStats, digits: int, n: int) -> str:
+    """`mean ± std`, with the cell's own n where fewer runs report it than the row holds."""
+    cell = f"{stats.mean:.{digits}f} ± {format_spread(stats.std, stats.n, digits)}"
+    return cell if stats.n == n else f"{cell} (n={stats.n})"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _axis_cells(row: Row) -> list[str]:
+    return [row.target, *(value or "—" for value in row.axes)]
+
+
+def _axis_header(report: ResultsReport) -> list[str]:
+    return ["target", *report.axes.shared]
+
+
+def results_table(report: ResultsReport) -> list[str]:
+    header = ["method", *_axis_header(report), "seeds", *(c.label for c in report.columns)]
+    rows = [
+        [
+            row.variant,
+            *_axis_cells(row),
+            str(row.n),
+            *(
+                spread_cell(row.values[c.name], _digits(c.name), row.n) if c.name in row.values else "—"
+                for c in report.columns
+            ),
+        ]
+        for row in report.rows
+    ]
+    return _table(header, rows)
+
+
+def comparison_table(report: ResultsReport) -> list[str]:
+    digits = _digits(report.quality.name)
+    header = [
+        "method",
+        *_axis_header(report),
+        "pairs",
+        f"Δ {report.quality.label} (mean ± std)",
+        "paired t-test p",
+        "Wilcoxon p",
+    ]
+    rows = []
+    for row in report.rows:
+        if row.comparison is None:
+            continue
+        change = row.comparison.difference
+        rows.append(
+            [
+                row.variant,
+                *_axis_cells(row),
+                str(row.comparison.pairs),
+                "—"
+                if change is None
+                else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}",
+                row.comparison.t_test.cell(),
+                row.comparison.wilcoxon.cell(),
+            ]
+        )
+    return _table(header, rows)
+
+
+def hypervolume_table(report: ResultsReport) -> list[str]:
+    rows = []
+    for method, volume in sorted(report.hypervolume.items(), key=lambda kv: -kv[1]):
+        per_seed = report.hypervolume_per_seed.get(method)
+        seeds = "—" if per_seed is None else f"{spread_cell(per_seed, 4, per_seed.n)} (n={per_seed.n})"
+        rows.append([method, f"{volume:.4f}", seeds])
+    return _table(["method", "hypervolume of the seed means", "per seed: mean ± std (n)"], rows)
+
+
+def importance_table(report: ResultsReport) -> list[str]:
+    names = {METHOD_AXIS: "method (with its own parameters)", TARGET: "target sparsity"}
+    ordered = sorted(report.importance.values.items(), key=lambda kv: -kv[1])
+    return _table(
+        ["axis", "importance"], [[names.get(axis, axis), f"{value:.3f}"] for axis, value in ordered]
+    )
+
+
+def _series_label(row: Row, report: ResultsReport) -> str:
+    axes = ", ".join(f"{k}={v or '—'}" for k, v in zip(report.axes.shared, row.axes, strict=True))
+    return f"{row.variant} [{axes}]" if axes else row.variant
+
+
+def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: str) -> Path:
+    """Quality against each x metric: a run per faint dot, and per series (a variant at fixed
+    shared axes) the seed means joined across targets, with ± std error bars on both axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    variants = sorted({r.variant for r in report.rows})
+    colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+    series: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
+    for row in report.rows:
+        series.setdefault(row.series, []).append(row)
+    styles = {
+        key: LINE_STYLES[i % len(LINE_STYLES)] for i, key in enumerate(sorted({r.axes for r in report.rows}))
+    }
+    labels = {c.name: c.label for c in report.columns}
+    quality = report.quality.name
+    figure, panels = plt.subplots(
+        1, len(x_metrics), figsize=(7.5 * len(x_metrics), 5), dpi=110, squeeze=False
+    )
+    for axes, x in zip(panels[0], x_metrics, strict=True):
+        for (variant, axis_values), rows in series.items():
+            rows = sorted((r for r in rows if x in r.values), key=lambda r: r.values[x].mean)
+            if not rows:
+                continue
+            color = colors[variant]
+            runs = [run for r in rows for run in r.runs if x in run.metrics]
+            axes.scatter(
+                [r.metrics[x] for r in runs],
+                [r.metrics[quality] for r in runs],
+                s=10,
+                color=color,
+                alpha=0.35,
+            )
+            axes.errorbar(
+                [r.values[x].mean for r in rows],
+                [r.values[quality].mean for r in rows],
+                xerr=[r.values[x].std for r in rows],
+                yerr=[r.values[quality].std for r in rows],
+                color=color,
+                linestyle=styles[axis_values],
+                marker="o",
+                markersize=4,
+                capsize=3,
+                label=_series_label(rows[0], report),
+            )
+        axes.set_xlabel(labels.get(x, x))
+        axes.set_ylabel(report.quality.label)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def page_markdown(
+    report: ResultsReport, title: str, scope: str, provenance: Provenance, plots: dict[str, str]
+) -> str:
+    """The page's Markdown; `plots` maps "sparsity" / "speedup" to the image file names."""
+    quality = report.quality
+    heading = quality.label[:1].upper() + quality.label[1:]
+    seeds = sorted({r.n for r in report.rows})
+    runs = sum(r.n for r in report.rows)
+    lines = [
+        f"# {title}",
+        "",
+        f"Generated by `{provenance.command}`; do not edit by hand. {provenance.line()}",
+        "",
+        f"{scope}: {runs} finished trial runs in {len(report.rows)} configurations, task "
+        f"{report.task or 'mixed'}; quality is {quality.label} ({quality.better} is better). "
+        f"Cells are the mean ± sample standard deviation over seeds (n − 1); seeds per "
+        f'configuration: {", ".join(map(str, seeds))}; "—": one seed, spread unmeasured.',
+    ]
+    if report.left_out:
+        lines.append(f"{report.left_out} finished run(s) without {quality.name} or sparsity are left out.")
+    measured = [c.label for c in report.columns if c.name in ("speedup_b1", "speedup_b64", "model_bytes")]
+    lines += [
+        "",
+        "## Results per method and target",
+        "",
+        *results_table(report),
+        "",
+        (
+            f"Measured at the end of each trial: {', '.join(measured)}."
+            if measured
+            else "No run reports measured speed-up or deployable size (speedup_b1, speedup_b64, "
+            "model_bytes), so those columns are absent."
+        ),
+        "",
+        f"## {heading} against sparsity",
+        "",
+        f"![{quality.label} against sparsity per method, seed means with ± std]({plots['sparsity']})",
+        "",
+        f"## {heading} against measured speed-up",
+        "",
+        (
+            f"![{quality.label} against measured speed-up, seed means with ± std]({plots['speedup']})"
+            if "speedup" in plots
+            else "No run reports a measured speed-up (speedup_b1, speedup_b64): no speed plot."
+        ),
+        "",
+        "## Hypervolume per method",
+        "",
+    ]
+    if report.hypervolume:
+        reference = ", ".join(
+            f"{o.name} {v:g}" for o, v in zip(report.objectives, report.reference or (), strict=True)
+        )
+        lines += [
+            *hypervolume_table(report),
+            "",
+            f"Over {' and '.join(o.name for o in report.objectives)} against the reference "
+            f"({reference}); per seed: the front of that seed's runs alone.",
+        ]
+    else:
+        lines.append(f"No hypervolume: {quality.name} has no reference (chance level) for this task.")
+    lines += ["", f"## Paired differences to {report.baseline or 'a baseline'}", ""]
+    if report.baseline is None:
+        lines.append(f"No comparison: {report.baseline_note}.")
+    else:
+        tests = sum(1 for r in report.rows if r.comparison is not None)
+        matched = " and ".join(["target", *report.axes.shared])
+        lines += [
+            *comparison_table(report),
+            "",
+            f"Δ = method − {report.baseline} in {quality.label} ({quality.better} is better), paired by "
+            f"seed at the same {matched}. "
+            "Two-sided p-values of the paired t-test and the Wilcoxon signed-rank test (scipy), "
+            f"per row and uncorrected for multiple comparisons ({tests} rows). The t-test needs 2 "
+            "pairs with spread; the exact Wilcoxon test over n non-zero differences cannot go "
+            "below p = 2/2^n, so it is given from 6 pairs.",
+        ]
+    lines += ["", f"## Importance of the swept axes for {quality.label}", ""]
+    if report.importance.values:
+        lines += [*importance_table(report), "", f"{report.importance.note}."]
+    else:
+        lines.append(f"Importance {report.importance.note}.")
+    lines += [
+        "",
+        "---",
+        "",
+        f"*This page is generated by `rnnprune report`; do not edit it. Rerun `{provenance.command}` "
+        "to update it.*",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def page_html(markdown_text: str, title: str, images: dict[str, Path]) -> str:
+    """The Markdown as one HTML document, each image file inlined as a data URI."""
+    import markdown
+
+    for name, path in images.items():
+        data = base64.b64encode(path.read_bytes()).decode()
+        markdown_text = markdown_text.replace(f"]({name})", f"](data:image/png;base64,{data})")
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    style = (
+        "body{font-family:sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem}"
+        "table{border-collapse:collapse;font-size:.85rem}td,th{border:1px solid #ccc;padding:.2rem .5rem}"
+        "img{max-width:100%}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def write_page(
+    report: ResultsReport, markdown_path: Path, title: str, scope: str, provenance: Provenance
+) -> Page:
+    """NAME.md with NAME_quality_sparsity.png (and NAME_quality_speedup.png where the runs measured
+    speed) beside it; the HTML twin is returned, not written (it goes to the parent run)."""
+    folder = markdown_path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = markdown_path.stem
+    images = {
+        "sparsity": _plot(report, ["sparsity"], folder / f"{stem}_quality_sparsity.png", title),
+    }
+    speedups = [m for m in SPEEDUPS if any(m in r.values for r in report.rows)]
+    if speedups:
+        images["speedup"] = _plot(report, speedups, folder / f"{stem}_quality_speedup.png", title)
+    text = page_markdown(report, title, scope, provenance, {k: p.name for k, p in images.items()})
+    markdown_path.write_text(text)
+    return Page(
+        markdown_path, list(images.values()), page_html(text, title, {p.name: p for p in images.values()})
+    )
