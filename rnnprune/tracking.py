@@ -364,6 +364,11 @@ class SweepTracking:
     def fail_unfinished_children(self) -> int:
         return fail_unfinished_children(self.client, self.experiment_id, self.parent_run_id)
 
+    def trial_run_id(self, trial_id: str) -> str | None:
+        """The MLflow run id of one Ray trial of this sweep (None if it never started one)."""
+        run = trial_run(self.client, self.experiment_id, self.parent_run_id, trial_id)
+        return run.info.run_id if run is not None else None
+
     def trial_runs(self) -> list[dict[str, Any]]:
         """Every child run as a record (`_slim`: the tags rnnprune reads) plus its `status`."""
         return [
@@ -393,7 +398,9 @@ def _plain_run(run: Any) -> dict[str, Any]:
 
 # Tags the analysis reads back; MLflow's own (`mlflow.*`: the model-log history, the note) can be
 # kilobytes per run and are left on the server.
-RECORD_TAGS = frozenset({"method", "task", "seed", "target_sparsity", "sweep", "arch", OUTPUTS_TAG})
+RECORD_TAGS = frozenset(
+    {"method", "task", "seed", "target_sparsity", "sweep", "arch", "matched_to", OUTPUTS_TAG}
+)
 
 
 def _record(run_id: str, experiment_id: Any, name: str | None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ starts, and a sweep that exists is only ever continued (`--resume`), never overw
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -31,8 +32,10 @@ from rnnprune.sweep.lock import sweep_lock
 from rnnprune.sweep.progress import ProgressLine
 from rnnprune.sweep.resources import check_cluster_resources, check_local_resources
 from rnnprune.sweep.scheduler import PerLevelASHA
-from rnnprune.sweep.spec import LoadedSpec, Sampled, SweepSpec, Variant, load_spec
+from rnnprune.sweep.spec import LoadedSpec, Sampled, SweepSpec, Variant, load_spec, matched_overrides
 from rnnprune.sweep.trainable import (
+    FINAL_REPORT,
+    MATCHED_KEY,
     WORKER_LOG_MODELS_ENV,
     WORKER_SETUP_HOOK,
     WORKER_TRACKING_URI_ENV,
@@ -341,6 +344,8 @@ def _run_locked(
             )
         results = tuner.fit()
         errors = len(results.errors)
+        if spec.matched_baselines is not None:
+            errors += _run_matched(loaded, results, tracking, trainable, experiment_dir, progress)
         tracking.fail_unfinished_children()
         rows = summary_rows(tracking)
         tracking.log_metrics(
@@ -356,6 +361,93 @@ def _run_locked(
     finally:
         tracking.finish(status)
         ray.shutdown()
+
+
+MATCHED_RUN_PREFIX = "matched-"
+
+
+def matched_trials(
+    loaded: LoadedSpec, results: tune.ResultGrid, tracking: SweepTracking
+) -> list[dict[str, Any]]:
+    """Tune configs of the matched baselines: for each reference trial that ran to its end, each
+    baseline at the `sparsity` it reached. Trials that would be the same config (two references
+    reaching the same sparsity) run once, matched to every reference (`matched_to`: run ids)."""
+    spec = loaded.spec
+    by_hash: dict[str, dict[str, Any]] = {}
+    for result in results:
+        metrics = result.metrics or {}
+        if result.error is not None or not metrics.get(FINAL_REPORT):
+            continue
+        variant = loaded.variants[result.config["variant"]]
+        if variant.method not in spec.matched_references:
+            continue
+        sampled = {p: result.config["sampled"][sampled_key(variant.method, p)] for p in variant.sampled}
+        reference_run = tracking.trial_run_id(metrics["trial_id"]) or metrics["trial_id"]
+        reached = float(metrics["sparsity"])
+        for baseline in spec.matched_baselines.methods:  # type: ignore[union-attr]
+            overrides = matched_overrides(variant.overrides(sampled), baseline, reached)
+            try:
+                config = loaded.config_of(overrides, f"matched baseline {baseline}")
+            except ConfigError as error:  # a reached sparsity no target can be (0, say)
+                logger.warning("no %s baseline for run %s: %s", baseline, reference_run, error)
+                continue
+            entry = by_hash.setdefault(config.hash(), {"overrides": overrides, "matched_to": []})
+            entry["matched_to"].append(reference_run)
+    return [
+        {"hash": key, "overrides": e["overrides"], "matched_to": ",".join(sorted(e["matched_to"]))}
+        for key, e in sorted(by_hash.items())
+    ]
+
+
+def _run_matched(
+    loaded: LoadedSpec,
+    results: tune.ResultGrid,
+    tracking: SweepTracking,
+    trainable: Any,
+    experiment_dir: Path,
+    progress: bool,
+) -> int:
+    """Run the matched baselines after the grid; returns how many errored.
+
+    The Tune run is named by the set of matched trials, so a resumed sweep whose grid gave the
+    same set restores it (Tune skips its finished trials); a grid that has changed since (trials
+    that errored finished on resume) gets a new run without the trials already FINISHED in MLflow.
+    """
+    wanted = matched_trials(loaded, results, tracking)
+    if not wanted:
+        return 0
+    digest = hashlib.sha256(",".join(t["hash"] for t in wanted).encode()).hexdigest()[:12]
+    name = f"{MATCHED_RUN_PREFIX}{digest}"
+    run_dir = experiment_dir / name
+    if tune.Tuner.can_restore(str(run_dir)):
+        tuner = tune.Tuner.restore(str(run_dir), trainable, resume_errored=True)
+    else:
+        finished = {
+            run["params"].get("trial_hash")
+            for run in tracking.trial_runs()
+            if run["status"] == "FINISHED" and "matched_to" in run["tags"]
+        }
+        pending = [t for t in wanted if t["hash"] not in finished]
+        if not pending:
+            return 0
+        spec = loaded.spec
+        tuner = tune.Tuner(
+            trainable,
+            param_space={MATCHED_KEY: tune.grid_search(pending)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=spec.max_concurrent_trials, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(experiment_dir),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[
+                    TrackingJanitor(tracking.tracking_uri, tracking.experiment_id, tracking.parent_run_id),
+                    ProgressLine(len(pending), *_test_quality(loaded), enabled=progress),
+                ],
+                verbose=0,
+            ),
+        )
+    return len(tuner.fit().errors)
 
 
 def summary_rows(tracking: SweepTracking) -> list[dict[str, Any]]:
@@ -378,6 +470,7 @@ def summary_rows(tracking: SweepTracking) -> list[dict[str, Any]]:
                 "val": metrics.get(f"val_{quality}"),
                 "test": metrics.get(f"test_{quality}"),
                 "dense_cache_hit": metrics.get("dense_cache_hit"),
+                "matched_to": tags.get("matched_to"),
             }
         )
     return sorted(rows, key=lambda r: (r["method"] or "", r["target"], r["seed"] or ""))

@@ -17,6 +17,9 @@ rather than in a trial an hour later.
     search: {algorithm: grid}              # grid | random | optuna
     scheduler: {kind: fifo}                # fifo | asha (within each sparsity level)
     resources: {cpu: 1, gpu: 0}
+    matched_baselines:                     # after the grid: baselines at the reached sparsity
+      methods: [global_magnitude, random]
+      to: [lattice]                        # default: every other method of `methods`
 """
 
 from __future__ import annotations
@@ -201,6 +204,35 @@ class Pareto(_Strict):
         "measured ones (speedup_b1, model_bytes) too; default: the task's test quality metric and sparsity.",
     )
 
+class MatchedBaselines(_Strict):
+    """Baselines run at the sparsity each finished trial of a reference method reached.
+
+    Some methods reach a sparsity other than their target (lattice in continuous mode, expander
+    with stopping, whole units under a parameter target); a fair baseline runs at the sparsity
+    they reached. After the grid, each finished trial of a `to` method gets one trial of each
+    baseline with its config, but the baseline's method (default params) and
+    `pruning.target_sparsity` = the trial's measured `sparsity`, tagged `matched_to`.
+    """
+
+    methods: list[str] = Field(min_length=1, description="Baseline methods run at the reached sparsity.")
+    to: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Reference methods (of the spec's `methods`); default: those not baselines.",
+    )
+
+    @field_validator("methods")
+    @classmethod
+    def _registered(cls, methods: list[str]) -> list[str]:
+        for name in methods:
+            try:
+                method_registry.registered_methods.lookup(name)
+            except UnknownName as error:
+                raise ValueError(str(error)) from None
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"a baseline is named twice in {methods}; name each once")
+        return methods
+
 
 class SweepSpec(_Strict):
     name: str = Field(
@@ -219,6 +251,9 @@ class SweepSpec(_Strict):
     tracking: Tracking = Field(default_factory=Tracking)
     runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
     pareto: Pareto = Field(default_factory=Pareto)
+    matched_baselines: MatchedBaselines | None = Field(
+        default=None, description="Baselines at the sparsity other methods reached (after the grid)."
+    )
 
     @field_validator("methods")
     @classmethod
@@ -245,6 +280,14 @@ class SweepSpec(_Strict):
             if path in ("pruning.method",):
                 raise ValueError("axes: pruning.method is set by the methods block, not an axis")
         return self
+
+    @property
+    def matched_references(self) -> list[str]:
+        """The methods whose trials get matched baselines (none without the block)."""
+        matched = self.matched_baselines
+        if matched is None:
+            return []
+        return matched.to or [m for m in self.methods if m not in matched.methods]
 
     @property
     def experiment(self) -> str:
@@ -288,6 +331,31 @@ class LoadedSpec:
     def trial_config(self, variant: Variant, sampled_values: Mapping[str, Any]) -> TrialConfig:
         raw = _apply(self.base, variant.overrides(sampled_values))
         return validate_config(raw, source=f"{self.path} (trial of method {variant.method})")
+
+    @property
+    def matched_trial_bound(self) -> int:
+        """Most matched-baseline trials the sweep can add after its grid (one per baseline and
+        finished reference trial; fewer when references fail or reach the same config)."""
+        references = self.spec.matched_references
+        if not references:
+            return 0
+        reference_trials = (
+            sum(v.method in references for v in self.variants) * self.spec.search.num_samples
+            if self.spec.search.algorithm == "grid"
+            else self.spec.search.num_samples
+        )
+        return reference_trials * len(self.spec.matched_baselines.methods)  # type: ignore[union-attr]
+
+    def config_of(self, overrides: Mapping[str, Any], what: str) -> TrialConfig:
+        """A trial config from the base and dotted overrides (a matched-baseline trial's)."""
+        return validate_config(_apply(self.base, overrides), source=f"{self.path} ({what})")
+
+
+def matched_overrides(reference: Mapping[str, Any], baseline: str, reached: float) -> dict[str, Any]:
+    """A reference trial's overrides with its method and method params swapped for `baseline`'s
+    (defaults) and its target for the sparsity it reached."""
+    kept = {k: v for k, v in reference.items() if not k.startswith("pruning.params.")}
+    return {**kept, "pruning.method": baseline, "pruning.target_sparsity": reached}
 
 
 def _apply(base: Mapping[str, Any], dotted: Mapping[str, Any]) -> dict[str, Any]:
@@ -447,7 +515,58 @@ def load_spec(path: Path) -> LoadedSpec:
     spec = _with_task_metrics(spec, validate_config(base).task.name, path, lines)
     variants = expand(spec)
     _check_variants(base, spec, variants, source=str(path))
+    _check_matched(base, spec, variants, path, lines)
     return LoadedSpec(spec, path, text, base, variants)
+
+
+def _check_matched(
+    base: dict[str, Any],
+    spec: SweepSpec,
+    variants: tuple[Variant, ...],
+    path: Path,
+    lines: Mapping[tuple[str, ...], int],
+) -> None:
+    """Each baseline must accept each reference trial's config (at the reference's own target:
+    the reached sparsity is known only after the grid)."""
+    matched = spec.matched_baselines
+    if matched is None:
+        return
+
+    def problem(field: str, message: str) -> ConfigError:
+        line = _where(lines, ("matched_baselines", field))
+        return ConfigError(f"invalid sweep spec:\n  {path}{line}: matched_baselines.{field}: {message}")
+
+    for name in matched.to or ():
+        if name not in spec.methods:
+            raise problem(
+                "to",
+                f"{name!r} is not a method of this sweep ({', '.join(spec.methods)}); "
+                "name methods of the `methods` block",
+            )
+        if name in matched.methods:
+            raise problem("to", f"{name!r} is also a baseline; a method is not matched to itself")
+    if not spec.matched_references:
+        raise problem(
+            "methods",
+            "every method of the sweep is a baseline, so no trial is matched; "
+            "add a reference method to `methods` or name one in `matched_baselines.to`",
+        )
+    for variant in variants:
+        if variant.method not in spec.matched_references:
+            continue
+        reference = variant.overrides({p: a.extremes()[0] for p, a in variant.sampled.items()})
+        target = _apply(base, reference)["pruning"]["target_sparsity"]
+        for baseline in matched.methods:
+            try:
+                validate_config(
+                    _apply(base, matched_overrides(reference, baseline, target)), source=str(path)
+                )
+            except ConfigError as error:
+                raise problem(
+                    "methods",
+                    f"baseline {baseline!r} cannot run the config of a {variant.method!r} trial: "
+                    f"{str(error).splitlines()[-1].strip()}",
+                ) from None
 
 
 def _with_task_metrics(
@@ -520,6 +639,12 @@ def dry_run(loaded: LoadedSpec) -> str:
         axes = ", ".join(f"{k}={v}" for k, v in {**variant.grid, **sampled}.items())
         lines.append(f"  [{index}] {variant.method}: {axes or '(base config)'}")
     concurrency = spec.max_concurrent_trials or "as resources allow"
+    if spec.matched_baselines is not None:
+        lines.append(
+            f"then matched baselines: {', '.join(spec.matched_baselines.methods)} at the sparsity each "
+            f"finished trial of {', '.join(spec.matched_references)} reached: up to "
+            f"{loaded.matched_trial_bound} more trial(s), counted once the grid has finished"
+        )
     lines.append(
         f"trials: {loaded.trial_count}; per trial {spec.resources.cpu:g} CPU, {spec.resources.gpu:g} GPU; "
         f"max concurrent: {concurrency}; retries per trial: {spec.max_failures}"

@@ -29,6 +29,12 @@ WORKER_SETUP_HOOK = "rnnprune.sweep.trainable.worker_setup"
 
 logger = logging.getLogger(__name__)
 
+FINAL_REPORT = "final_report"
+"""Key of a trial's last Tune report once it has run to its end (a trial the scheduler stopped
+never reports it): the driver matches baselines only to such trials."""
+MATCHED_KEY = "matched"
+"""Key of a matched-baseline trial's Tune config: its overrides and the runs it is matched to."""
+
 
 @dataclass(frozen=True)
 class SweepContext:
@@ -76,10 +82,20 @@ def run_name(config: TrialConfig) -> str:
     return f"{config.pruning.method}@{config.pruning.target_sparsity:g}-seed{config.seed}-{config.hash()[:6]}"
 
 
-def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
+def trial_of(tune_config: dict[str, Any], context: SweepContext) -> tuple[TrialConfig, dict[str, str]]:
+    """The trial's config and its extra tags: a grid point's, or a matched baseline's
+    (`matched_to`: the reference runs, comma-separated)."""
+    if MATCHED_KEY in tune_config:
+        matched = tune_config[MATCHED_KEY]
+        config = context.spec.config_of(matched["overrides"], f"matched baseline {matched['overrides']}")
+        return config, {"matched_to": matched["matched_to"]}
     variant = context.spec.variants[tune_config["variant"]]
     sampled = {path: tune_config["sampled"][sampled_key(variant.method, path)] for path in variant.sampled}
-    config = context.spec.trial_config(variant, sampled)
+    return context.spec.trial_config(variant, sampled), {}
+
+
+def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
+    config, extra_tags = trial_of(tune_config, context)
     trial_id = tune.get_context().get_trial_id()
     output = Path(tune.get_context().get_trial_dir()) / "trial"
     output.mkdir(parents=True, exist_ok=True)
@@ -106,6 +122,7 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
             ),
             "seed": str(config.seed),
             "sweep": context.spec.spec.name,
+            **extra_tags,
         },
     )
 
@@ -130,7 +147,7 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
         if report.final is not None:
             finals = finish_run(TrialResult(report.final, output, report.final["history"]), report.epoch)
             reported_final = True
-            tune.report({**report.metrics, **finals})
+            tune.report({**report.metrics, **finals, FINAL_REPORT: 1.0})
             return
         with tempfile.TemporaryDirectory() as directory:
             shutil.copy2(report.checkpoint, Path(directory) / CHECKPOINT)  # type: ignore[arg-type]
@@ -140,4 +157,4 @@ def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
     # whether an exception was a failure or the scheduler stopping the trial (TrackingJanitor).
     result = run_trial(config, output, callback=on_epoch)
     if not reported_final:  # no pruning epochs, or finished before this attempt reported
-        tune.report(finish_run(result, int(result.metrics["pruning_epochs"])))
+        tune.report({**finish_run(result, int(result.metrics["pruning_epochs"])), FINAL_REPORT: 1.0})
