@@ -25,7 +25,7 @@ import time
 import torch
 
 from benchmarks.common import write_result
-from rnnprune.export import compact, kept_units, parameter_count
+from rnnprune.compact import compact, kept_units, parameter_count
 from rnnprune.models import RecurrentNet
 from rnnprune.pruning.base import NoParams, nested
 from rnnprune.pruning.magnitude import prune_global_magnitude

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rnnprune.registry import Registry
 
 METRICS_IN_HELP = "{catalogue metrics}"
+DEPRECATED_STATE_DICT = "state-dict"  # `export --format`'s old spelling of state_dict
 
 
 def summary_keys(quality: str) -> tuple[str, ...]:
@@ -87,7 +88,9 @@ def _train(args: argparse.Namespace) -> int:
     for b in bars.values():
         b.close()
     summary = {
-        key: result.metrics[key] for key in summary_keys(result.metrics.get("quality_metric", "accuracy"))
+        key: result.metrics[key]
+        for key in summary_keys(result.metrics.get("quality_metric", "accuracy"))
+        if key in result.metrics  # latency figures are absent with latency.measure: false
     }
     print(json.dumps(summary, indent=2))
     print(f"wrote {output / 'metrics.json'} and {output / 'model.pt'}", file=sys.stderr)
@@ -174,9 +177,11 @@ def _constraint(args: argparse.Namespace) -> Constraint:
         ("max_quality", args.max_quality),
         ("min_sparsity", args.min_sparsity),
         ("max_params", args.max_params),
+        ("min_speedup", args.min_speedup),
+        ("max_bytes", args.max_bytes),
     ):
         if bound is not None:
-            return Constraint(kind, bound, quality_metric)  # type: ignore[arg-type]
+            return Constraint(kind, bound, quality_metric, args.speedup_batch)  # type: ignore[arg-type]
     raise AssertionError("argparse requires one bound")
 
 
@@ -190,12 +195,14 @@ def _pick(args: argparse.Namespace) -> int:
     model_name = args.model_name or f"{args.name}-pruned"
     registered = pick_and_register(uri, args.name, constraint, model_name, register=not args.dry_run)
     resolved = registered.pick.constraint
-    metrics = (resolved.quality_metric or "", "sparsity", "nonzero_params")
+    metrics = (resolved.quality_metric or "", "sparsity", "nonzero_params", resolved.constrained_metric or "")
     if registered.pick.point is None:
         print(
             f"no Pareto-optimal run of {args.name} meets {resolved.kind} {resolved.bound:g}",
             file=sys.stderr,
         )
+        if not registered.pick.closest:
+            print(f"  no finished run reports {', '.join(resolved.objectives(metrics[0]))}", file=sys.stderr)
         for point in registered.pick.closest:
             print(f"  closest: {describe(point, metrics)}", file=sys.stderr)
         return 1
@@ -209,6 +216,10 @@ def _pick(args: argparse.Namespace) -> int:
         f"registered run {run.run_id} as {model_name} version {registered.version}, alias {registered.alias}"
     )
     print(
+        f"registered its deployable form ({registered.deployable_form}) as {registered.deployable_name} "
+        f"version {registered.deployable_version}, alias {registered.alias}"
+    )
+    print(
         "load it with:\n"
         f"  import mlflow; mlflow.set_tracking_uri({uri!r})\n"
         f"  model = mlflow.pytorch.load_model('models:/{model_name}@{registered.alias}')"
@@ -219,15 +230,20 @@ def _pick(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     import tempfile
 
-    from rnnprune.export import export_model
+    from rnnprune.deploy_files import FILE_FORMATS
+    from rnnprune.export import STATE_DICT, export_model
     from rnnprune.tracking import download_run_artifact, resolve_tracking_uri
 
+    fmt = args.format
+    if fmt == DEPRECATED_STATE_DICT:
+        _deprecated(f"--format {DEPRECATED_STATE_DICT}", f"--format {STATE_DICT}")
+        fmt = STATE_DICT
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
-    suffix = "state_dict.pt" if args.format == "state-dict" else "compact.pt"
+    suffix = "state_dict.pt" if fmt == STATE_DICT else FILE_FORMATS[fmt].suffix
     destination = Path(args.output or f"{args.run_id}-{suffix}")
     with tempfile.TemporaryDirectory() as directory:
         model_pt = download_run_artifact(uri, args.run_id, "model.pt", Path(directory))
-        summary = export_model(model_pt, destination, args.format)
+        summary = export_model(model_pt, destination, fmt)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -366,7 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bound.add_argument("--min-sparsity", type=float, help="best quality with at least this sparsity")
     bound.add_argument("--max-params", type=float, help="best quality within this many non-zero params")
+    bound.add_argument(
+        "--min-speedup",
+        type=float,
+        help="best quality at least this much faster than dense (measured speed-up, see --speedup-batch)",
+    )
+    bound.add_argument("--max-bytes", type=float, help="best quality within this deployable file size")
     bound.add_argument("--min-accuracy", type=float, help="deprecated: --min-quality / --max-quality")
+    pick.add_argument(
+        "--speedup-batch",
+        type=int,
+        choices=(1, 64),
+        default=1,
+        help="the batch size of --min-speedup's speed-up: 1 (one request's latency, default) or 64",
+    )
     pick.add_argument(
         "--quality-metric",
         help=f"the quality metric ({METRICS_IN_HELP}); default: the test quality metric of the runs' task",
@@ -377,10 +406,20 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--tracking-uri", help=tracking_help)
     pick.set_defaults(handler=_pick)
 
-    export = commands.add_parser("export", help="export a trial's model: plain state dict or compact dense")
+    export = commands.add_parser(
+        "export",
+        help="export a trial's model: plain state dict, or its compact model pickled, as TorchScript "
+        "or as ONNX; prints the file's size and measured latency",
+    )
     export.add_argument("run_id", help="MLflow run id of a finished trial")
-    export.add_argument("--format", choices=("state-dict", "compact"), default="compact")
-    export.add_argument("--output", help="file to write (default: RUN_ID-<format>.pt)")
+    export.add_argument(
+        "--format",
+        # Listed here, not imported: `rnnprune --help` must not load torch.
+        choices=("compact", "torchscript", "onnx", "state_dict", DEPRECATED_STATE_DICT),
+        default="compact",
+        help="compact (pickled module), torchscript, onnx (needs rnnprune[deploy]), or state_dict",
+    )
+    export.add_argument("--output", help="file to write (default: RUN_ID-<format>.pt, or .onnx)")
     export.add_argument("--tracking-uri", help=tracking_help)
     export.set_defaults(handler=_export)
 

@@ -30,6 +30,7 @@ from pydantic import (
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import TaskParams
 from rnnprune.errors import ConfigError
+from rnnprune.latency import Repeats
 from rnnprune.models import registry as model_registry
 from rnnprune.models.base import ModelParams
 from rnnprune.models.recurrent import GATES, Cell, RecurrentParams
@@ -254,6 +255,21 @@ class PruningConfig(_Group):
         return self.params
 
 
+class LatencyConfig(_Group):
+    """How a finished trial's deployable form is timed against its dense model
+    (`rnnprune.deploy`): blocks of calls taking turns, medians of the per-call times."""
+
+    measure: bool = Field(
+        default=True,
+        description="Measure latency_ms_b1/b64, speedup_b1/b64 and model_bytes at the end of the trial.",
+    )
+    blocks: int = Field(default=10, ge=1, description="Turns each model takes, per batch size.")
+    calls: int = Field(default=5, ge=1, description="Timed calls per turn.")
+
+    def repeats(self) -> Repeats:
+        return Repeats(blocks=self.blocks, calls=self.calls)
+
+
 class TrialConfig(_Group):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -261,17 +277,20 @@ class TrialConfig(_Group):
     pruning: PruningConfig = Field(default_factory=PruningConfig)
     seed: int = Field(default=0, ge=0, description="Seeds initialisation, shuffling and masks.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda if present.")
+    latency: LatencyConfig = Field(default_factory=LatencyConfig)
     cache_dir: Path | None = Field(
         default=None,
         description="Dense-pretraining cache; else $RNNPRUNE_CACHE_DIR or the user cache.",
     )
 
-    # Fields that say where or how, not what: they never change a result, so they stay out
-    # of the hashes (moving the data or the cache must not invalidate finished work).
+    # Fields that say where or how, not what: they never change the trained model, so they
+    # stay out of the hashes (moving the data or the cache, or timing the finished model
+    # differently, must not invalidate finished work).
     _LOCATION_FIELDS: tuple[tuple[str, ...], ...] = (
         ("task", "data_dir"),
         ("task", "download"),
         ("device",),
+        ("latency",),
         ("cache_dir",),
     )
 

@@ -1,17 +1,10 @@
 """Exporting a pruned model: a plain state dict, or a compact model.
 
-The built-in network's compact form is a smaller dense model without dead units. A plugin
-model's wiring is the user's own code, so rnnprune cannot remove its units; its compact form
-keeps the pruned matrices as sparse (CSR) tensors, the nonzeros only, and `load_compact`
-rebuilds the user's module from its factory.
-
-A hidden unit can be removed exactly when nothing reads it: its column in the layer's own
-`weight_hh` (every gate, restricted to units that are kept) and its column in whatever reads
-the layer (the next layer's `weight_ih`, or the readout) are all zero. Its own rows do not
-matter then. The converse does not hold: a unit whose incoming rows are all zero still emits a
-time-varying signal driven by its biases, so removing it would change the outputs. Removal
-cascades (a unit read only by removed units is itself unread), so kept sets are computed from
-the readout backwards until they stop shrinking.
+The built-in classifier's compact form is a smaller dense model without dead units
+(`rnnprune.compact`), written as a pickled module, TorchScript or ONNX
+(`rnnprune.deploy_files`). A plugin model's wiring is the user's own code, so rnnprune cannot
+remove its units; its compact form keeps the pruned matrices as sparse (CSR) tensors, the
+nonzeros only, and `load_compact` rebuilds the user's module from its factory.
 """
 
 from __future__ import annotations
@@ -23,102 +16,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from rnnprune.compact import parameter_count
 from rnnprune.data.base import Architecture
+from rnnprune.deploy_files import export_compact
 from rnnprune.models import registry as model_registry
 from rnnprune.models.base import ModelInputs
-from rnnprune.models.recurrent import GATES, MASK_SUFFIX, RecurrentNet
+from rnnprune.models.recurrent import MASK_SUFFIX, RecurrentNet
 from rnnprune.weights import ALL_KINDS
 
-
-def _gate_rows(units: torch.Tensor, hidden: int, gates: int) -> torch.Tensor:
-    """Row indices of `units` in every gate block of a (gates * hidden, ·) matrix."""
-    return (torch.arange(gates)[:, None] * hidden + units[None, :]).reshape(-1)
-
-
-@torch.no_grad()
-def kept_units(model: RecurrentNet) -> list[torch.Tensor]:
-    """Per layer, the sorted indices of hidden units some kept consumer reads."""
-    rnn, gates = model.rnn, len(GATES[model.cell])
-    hidden = rnn.hidden_size
-    kept: list[torch.Tensor] = [torch.arange(hidden)] * rnn.num_layers
-    reader_rows = torch.arange(model.readout.out_features)
-    reader = model.readout.weight
-    for layer in reversed(range(rnn.num_layers)):
-        weight_hh = getattr(rnn, f"weight_hh_l{layer}")
-        read_downstream = (reader[reader_rows] != 0).any(dim=0)
-        units = torch.arange(hidden)
-        while True:
-            read_recurrently = (weight_hh[_gate_rows(units, hidden, gates)] != 0).any(dim=0)
-            alive = torch.nonzero(read_downstream | read_recurrently).flatten()
-            if torch.equal(alive, units):
-                break
-            units = alive
-        kept[layer] = units
-        reader = getattr(rnn, f"weight_ih_l{layer}")
-        reader_rows = _gate_rows(units, hidden, gates)
-    return kept
-
-
-class CompactClassifier(nn.Module):
-    """The pruned classifier with dead units removed: one single-layer RNN per layer (widths may
-    differ, which a fused multi-layer `nn.LSTM` cannot express) and the readout."""
-
-    def __init__(
-        self, cell: str, input_size: int, widths: list[int], num_classes: int, dropout: float
-    ) -> None:
-        super().__init__()
-        self.cell = cell
-        sizes = [input_size, *widths]
-        self.layers = nn.ModuleList(_single_layer(cell, sizes[i], sizes[i + 1]) for i in range(len(widths)))
-        # nn.LSTM applies dropout between layers, not after the last one.
-        self.dropout = nn.Dropout(dropout if len(widths) > 1 else 0.0)
-        self.readout = nn.Linear(widths[-1], num_classes)
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        outputs = inputs
-        for index, layer in enumerate(self.layers):
-            if index:
-                outputs = self.dropout(outputs)
-            outputs, _ = layer(outputs)
-        return self.readout(outputs[:, -1])
-
-
-def _single_layer(cell: str, input_size: int, hidden_size: int) -> nn.RNNBase:
-    common: dict[str, Any] = {"input_size": input_size, "hidden_size": hidden_size, "batch_first": True}
-    if cell == "lstm":
-        return nn.LSTM(**common)
-    if cell == "gru":
-        return nn.GRU(**common)
-    return nn.RNN(nonlinearity=cell.removeprefix("rnn_"), **common)
-
-
-@torch.no_grad()
-def compact(model: RecurrentNet) -> CompactClassifier:
-    """A smaller dense model computing the same outputs (masks are already folded into weights)."""
-    rnn, gates = model.rnn, len(GATES[model.cell])
-    hidden = rnn.hidden_size
-    kept = kept_units(model)
-    # A layer with no unit read is still given one unit: its (zero-weight) reader keeps outputs equal.
-    kept = [units if len(units) else torch.zeros(1, dtype=torch.long) for units in kept]
-    result = CompactClassifier(
-        model.cell,
-        rnn.input_size,
-        [len(units) for units in kept],
-        model.readout.out_features,
-        rnn.dropout,
-    )
-    previous = torch.arange(rnn.input_size)
-    for layer, units in enumerate(kept):
-        rows = _gate_rows(units, hidden, gates)
-        target = result.layers[layer]
-        target.weight_ih_l0.copy_(getattr(rnn, f"weight_ih_l{layer}")[rows][:, previous])
-        target.weight_hh_l0.copy_(getattr(rnn, f"weight_hh_l{layer}")[rows][:, units])
-        target.bias_ih_l0.copy_(getattr(rnn, f"bias_ih_l{layer}")[rows])
-        target.bias_hh_l0.copy_(getattr(rnn, f"bias_hh_l{layer}")[rows])
-        previous = units
-    result.readout.weight.copy_(model.readout.weight[:, previous])
-    result.readout.bias.copy_(model.readout.bias)
-    return result.eval()
+STATE_DICT = "state_dict"
 
 
 def plain_state_dict(model: RecurrentNet) -> dict[str, torch.Tensor]:
@@ -128,12 +34,10 @@ def plain_state_dict(model: RecurrentNet) -> dict[str, torch.Tensor]:
     }
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 def export_model(model_pt: Path, destination: Path, fmt: str) -> dict[str, Any]:
-    """Write `fmt` ("state-dict" or "compact") of a trial's model.pt; returns a summary."""
+    """Write `fmt` ("state_dict", or a compact model's file: "compact", "torchscript", "onnx")
+    of a trial's model.pt; returns a summary with the file's size and, for a compact model's
+    file, its outputs' difference from the masked model's and its measured latency."""
     from rnnprune.training.runner import load_model
 
     config, model, example = load_model(model_pt)
@@ -142,12 +46,12 @@ def export_model(model_pt: Path, destination: Path, fmt: str) -> dict[str, Any]:
         "path": str(destination),
         "dense_params": parameter_count(model),
     }
-    if fmt == "state-dict":
+    if fmt == STATE_DICT:
         torch.save(
             {"config": config.model_dump(mode="json"), "state_dict": plain_state_dict(model)}, destination
         )
-        return summary
-    if not isinstance(model, RecurrentNet):
+        return {**summary, "bytes": destination.stat().st_size}
+    if fmt == "compact" and not isinstance(model, RecurrentNet):
         torch.save(
             {
                 "config": config.model_dump(mode="json"),
@@ -165,17 +69,7 @@ def export_model(model_pt: Path, destination: Path, fmt: str) -> dict[str, Any]:
             max_abs_difference_on_example=difference,
         )
         return summary
-    small = compact(model)
-    with torch.no_grad():
-        difference = (small(example) - model(example)).abs().max().item()
-    # The whole module is pickled: its widths differ per layer, so a state dict alone cannot rebuild it.
-    torch.save(small, destination)
-    summary.update(
-        compact_params=parameter_count(small),
-        widths=[layer.hidden_size for layer in small.layers],
-        max_abs_difference_on_example=difference,
-    )
-    return summary
+    return {**summary, **export_compact(model, example, destination, fmt)}
 
 
 def sparse_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -79,6 +79,13 @@ COMMON: tuple[Metric, ...] = (
     Metric("compression_ratio_pool", "maximize", "compression ratio (prunable weights)", 1.0, per_epoch=True),
     Metric("theoretical_speedup", "maximize", "theoretical speed-up", 1.0, per_epoch=True, headline=True),
     Metric("wall_time_s", "minimize", "wall time (s)", headline=True),
+    # Measured once, at the end of a trial (`rnnprune.deploy`): the deployable form against the
+    # trial's dense model, one thread (or the trial's GPU), interleaved in one process.
+    Metric("latency_ms_b1", "minimize", "latency at batch 1 (ms)", headline=True),
+    Metric("latency_ms_b64", "minimize", "latency at batch 64 (ms)"),
+    Metric("speedup_b1", "maximize", "measured speed-up at batch 1", 1.0, headline=True),
+    Metric("speedup_b64", "maximize", "measured speed-up at batch 64", 1.0, headline=True),
+    Metric("model_bytes", "minimize", "deployable file size (bytes)", headline=True),
 )
 _COMMON = {m.name: m for m in COMMON}
 

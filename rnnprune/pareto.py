@@ -323,14 +323,26 @@ def as_plain(analysis: FrontAnalysis) -> dict[str, Any]:
 
 # ---- picking one model ---------------------------------------------------------------------
 
-ConstraintKind = Literal["min_quality", "max_quality", "min_sparsity", "max_params"]
+ConstraintKind = Literal[
+    "min_quality", "max_quality", "min_sparsity", "max_params", "min_speedup", "max_bytes"
+]
 # The `rnnprune pick` flag of each kind, for errors that say which flag to use.
 CONSTRAINT_FLAGS: dict[str, str] = {
     "min_quality": "--min-quality",
     "max_quality": "--max-quality",
     "min_sparsity": "--min-sparsity",
     "max_params": "--max-params",
+    "min_speedup": "--min-speedup",
+    "max_bytes": "--max-bytes",
 }
+# The metric each kind other than a quality bound constrains (a speed-up: at `speedup_batch`).
+CONSTRAINED_METRIC: dict[str, str] = {
+    "min_sparsity": "sparsity",
+    "max_params": "nonzero_params",
+    "min_speedup": "speedup_b{batch}",
+    "max_bytes": "model_bytes",
+}
+SPEEDUP_BATCHES = (1, 64)
 
 
 class ConstraintError(RnnpruneError, ValueError):
@@ -341,19 +353,26 @@ class ConstraintError(RnnpruneError, ValueError):
 class Constraint:
     """A pick's bound. Quality bounds go the metric's own way: `min_quality` for a metric where
     higher is better, `max_quality` where lower is better (at most 10 cm of error).
-    `quality_metric` None: the test quality metric of the runs' task."""
+    `quality_metric` None: the test quality metric of the runs' task. `min_speedup` bounds the
+    measured speed-up at `speedup_batch` (1 or 64)."""
 
     kind: ConstraintKind
     bound: float
     quality_metric: str | None = None
+    speedup_batch: int = 1
+
+    @property
+    def constrained_metric(self) -> str | None:
+        """The metric the bound is on, for a bound other than on quality."""
+        template = CONSTRAINED_METRIC.get(self.kind)
+        return template.format(batch=self.speedup_batch) if template is not None else None
 
     def objectives(self, quality: str) -> tuple[str, str]:
         """(constrained metric, optimised metric): the pair the pick's front is taken over."""
-        if self.kind in ("min_quality", "max_quality"):
+        constrained = self.constrained_metric
+        if constrained is None:
             return quality, "sparsity"
-        if self.kind == "min_sparsity":
-            return "sparsity", quality
-        return "nonzero_params", quality
+        return constrained, quality
 
     def check(self, quality: Metric) -> None:
         """A quality bound against its metric's direction: one line naming the flag to use."""
@@ -363,11 +382,17 @@ class Constraint:
                 f"{CONSTRAINT_FLAGS[self.kind]}: {quality.name} is {quality.better}-is-better, so bound "
                 f"it with {CONSTRAINT_FLAGS[wanted]} {self.bound:g}"
             )
+        if self.speedup_batch not in SPEEDUP_BATCHES:
+            measured = " and ".join(map(str, SPEEDUP_BATCHES))
+            raise ConstraintError(
+                f"--speedup-batch: trials measure speed-ups at batch {measured}, not "
+                f"{self.speedup_batch}; give one of those"
+            )
 
     @property
     def _upper_bound(self) -> bool:
-        """Whether the bound is a ceiling: a parameter budget, or a lower-is-better quality."""
-        return self.kind in ("max_params", "max_quality")
+        """Whether the bound is a ceiling: a parameter or file-size budget, a lower-is-better quality."""
+        return self.kind in ("max_params", "max_quality", "max_bytes")
 
     def met_by(self, value: float) -> bool:
         return value <= self.bound if self._upper_bound else value >= self.bound
@@ -384,9 +409,15 @@ class Constraint:
             base = parts[1] if parts else "quality"
             prefix = "acc" if base == "accuracy" else base  # the aliases accuracy picks always had
         else:
-            prefix = {"min_sparsity": "sparsity", "max_params": "params"}[self.kind]
+            prefix = {
+                "min_sparsity": "sparsity",
+                "max_params": "params",
+                "min_speedup": "speedup",
+                "max_bytes": "bytes",
+            }[self.kind]
         bound = f"{self.bound:g}".replace(".", "_").replace("+", "")
-        return f"pick-{prefix}{bound}"
+        batch = f"-b{self.speedup_batch}" if self.kind == "min_speedup" and self.speedup_batch != 1 else ""
+        return f"pick-{prefix}{bound}{batch}"
 
 
 @dataclass(frozen=True)

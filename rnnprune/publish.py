@@ -8,6 +8,7 @@ through `rnnprune.tracking`.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 from rnnprune import catalogue, provenance
 from rnnprune.dashboard import write_dashboard
+from rnnprune.deploy import deployable
 from rnnprune.pareto import (
     Constraint,
     FrontAnalysis,
@@ -36,6 +38,8 @@ from rnnprune.tracking import (
     OUTPUTS_TAG,
     TrackingError,
     artifact_url,
+    download_run_artifact,
+    log_run_model,
     log_text_to_parent,
     log_to_parent,
     register_run_model,
@@ -107,13 +111,20 @@ class Registered:
     model_name: str = ""
     version: str = ""
     alias: str = ""
+    deployable_name: str = ""  # the deployable form, registered beside the masked model
+    deployable_version: str = ""
+    deployable_form: str = ""
+
+
+DEPLOYABLE_ARTIFACT = "deployable"
 
 
 def pick_and_register(
     tracking_uri: str, name: str, constraint: Constraint, model_name: str, register: bool = True
 ) -> Registered:
-    """`rnnprune pick`: register the chosen Pareto-optimal run's model with tags and an alias
-    (with `register=False`, only choose it)."""
+    """`rnnprune pick`: register the chosen Pareto-optimal run's model with tags and an alias,
+    and its deployable form (`rnnprune.deploy`, chosen by measuring on this machine) as
+    `<model_name>-deployable` with the same alias (with `register=False`, only choose it)."""
     _, _, runs = read_runs(tracking_uri, name)
     chosen = pick(runs, constraint)
     if chosen.run is None or chosen.point is None or not register:
@@ -137,9 +148,29 @@ def pick_and_register(
         "pareto": "true",
         "constraint": f"{resolved.kind}={resolved.bound:g}",
     }
+    for name in ("speedup_b1", "speedup_b64", "model_bytes"):
+        if name in metrics:  # measured by the trial (absent with latency.measure: false)
+            tags[name] = f"{metrics[name]:.6g}"
     alias = resolved.alias()
     version = register_run_model(tracking_uri, chosen.run.run_id, model_name, tags, alias)
-    return Registered(chosen, model_name, version, alias)
+    # Only a pick loads the trial code (tasks, training): `rnnprune pareto` starts without it.
+    from rnnprune.training.runner import load_model
+
+    with tempfile.TemporaryDirectory() as directory:
+        model_pt = download_run_artifact(tracking_uri, chosen.run.run_id, "model.pt", Path(directory))
+        _, model, example = load_model(model_pt)
+    form = deployable(model, example)
+    log_run_model(tracking_uri, chosen.run.run_id, form.module, example, DEPLOYABLE_ARTIFACT)
+    deployable_name = f"{model_name}-deployable"
+    deployable_version = register_run_model(
+        tracking_uri,
+        chosen.run.run_id,
+        deployable_name,
+        {**tags, "form": form.form, "masked_model": f"{model_name}/{version}"},
+        alias,
+        DEPLOYABLE_ARTIFACT,
+    )
+    return Registered(chosen, model_name, version, alias, deployable_name, deployable_version, form.form)
 
 
 REPORT_ARTIFACTS = "report"  # the parent run's folder of results pages

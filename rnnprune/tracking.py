@@ -626,14 +626,26 @@ def set_run_description(tracking_uri: str, run_id: str, markdown: str) -> None:
     MlflowClient(tracking_uri).set_tag(run_id, DESCRIPTION_TAG, markdown)
 
 
-def register_run_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, str], alias: str) -> str:
-    """Register the run's logged `model` and point `alias` at the new version; returns the version.
+def log_run_model(
+    tracking_uri: str, run_id: str, model: torch.nn.Module, example: torch.Tensor, name: str
+) -> None:
+    """Log `model` as an MLflow PyTorch model named `name` of a (finished) run."""
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        mlflow.pytorch.log_model(model, name=name, **_model_flavor_options(model, example))
 
-    MLflow 3 logs models as LoggedModels linked to the run; `runs:/<id>/model` still resolves to
-    that model, so the registry entry is made from the run URI users already know.
+
+def register_run_model(
+    tracking_uri: str, run_id: str, name: str, tags: Mapping[str, str], alias: str, artifact: str = "model"
+) -> str:
+    """Register the run's logged model `artifact` and point `alias` at the new version; returns
+    the version.
+
+    MLflow 3 logs models as LoggedModels linked to the run; `runs:/<id>/<artifact>` still
+    resolves to that model, so the registry entry is made from the run URI users already know.
     """
     mlflow.set_tracking_uri(tracking_uri)
-    version = mlflow.register_model(f"runs:/{run_id}/model", name, tags=dict(tags))
+    version = mlflow.register_model(f"runs:/{run_id}/{artifact}", name, tags=dict(tags))
     MlflowClient(tracking_uri).set_registered_model_alias(name, alias, version.version)
     return str(version.version)
 

@@ -58,3 +58,19 @@ def test_pareto_help_lists_the_catalogue_metrics(capsys: pytest.CaptureFixture[s
     out = " ".join(capsys.readouterr().out.split())
     for name in ("theoretical_speedup", "nonzero_params", "error_cm", "perplexity", "mse"):
         assert name in out
+
+
+def test_speed_and_size_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    assert constraint_of("--min-speedup", "2") == Constraint("min_speedup", 2.0, None, 1)
+    at_64 = constraint_of("--min-speedup", "2", "--speedup-batch", "64")
+    assert at_64 == Constraint("min_speedup", 2.0, None, 64)
+    assert constraint_of("--max-bytes", "50000") == Constraint("max_bytes", 50000.0, None)
+    with pytest.raises(SystemExit):  # one bound at a time
+        constraint_of("--min-speedup", "2", "--max-bytes", "50000")
+    with pytest.raises(SystemExit):
+        constraint_of("--min-speedup", "2", "--speedup-batch", "8")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pick", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--min-speedup" in out and "--max-bytes" in out and "--speedup-batch {1,64}" in out

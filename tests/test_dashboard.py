@@ -19,8 +19,9 @@ METHODS = ("global_magnitude", "random", "lattice")
 TARGETS = (0.5, 0.8, 0.9, 0.95)
 
 
-def quickstart_runs(seeds: int = 1) -> list[RunRecord]:
-    """Runs shaped like the quickstart's: three methods x four targets, made-up accuracies."""
+def quickstart_runs(seeds: int = 1, measured: int = 0) -> list[RunRecord]:
+    """Runs shaped like the quickstart's: three methods x four targets, made-up accuracies; the
+    first `measured` runs with made-up measured speed-ups too."""
     runs = []
     for m, method in enumerate(METHODS):
         for target in TARGETS:
@@ -43,6 +44,11 @@ def quickstart_runs(seeds: int = 1) -> list[RunRecord]:
                             "test_accuracy": accuracy,
                             "sparsity": target + 0.001 * seed,
                             "nonzero_params": 70_000 * (1 - target) + 1290,
+                            **(
+                                {"speedup_b1": 1 + m * target, "speedup_b64": 1 + 2 * m * target}
+                                if len(runs) < measured
+                                else {}
+                            ),
                         },
                         tags={"method": method, "task": "seq_mnist"},
                     )
@@ -65,6 +71,21 @@ def test_dashboard_data_has_one_point_per_run_fronts_and_spread() -> None:
     assert data["trials"][0]["url"].endswith(f"/runs/{data['trials'][0]['run_id']}")
     assert "pruning.target_sparsity" in data["trials"][0]["params"]
     assert data["hypervolume"]["all"] >= max(v for k, v in data["hypervolume"].items() if k != "all")
+
+
+def test_the_speed_view_holds_the_runs_that_measured_their_speed() -> None:
+    runs = quickstart_runs(seeds=2, measured=8)  # four configurations of two seeds
+    data = dashboard_data(runs, "test_accuracy", link, "test")
+    with_speed = [t for t in data["trials"] if t["x"]["speedup_b1"] is not None]
+    assert len(with_speed) == 8
+    assert all(t["metrics"]["speedup_b1"] == t["x"]["speedup_b1"] for t in with_speed)
+    configs = [c for c in data["configs"] if c["x"]["speedup_b1"] is not None]
+    assert len(configs) == 4 and configs[0]["x"]["speedup_b64"] is not None
+    assert data["x_labels"]["speedup_b1"] == "measured speed-up at batch 1"
+    # Front over quality and speed: only the runs that measured it, speed-up higher-is-better.
+    front = data["fronts"]["speedup_b1"]["all"]
+    assert {x for x, _ in front} <= {c["x"]["speedup_b1"] for c in configs}
+    assert set(data["fronts"]["sparsity"]) == {"all", *METHODS}  # the other views are whole
 
 
 def test_page_is_self_contained(tmp_path: Path) -> None:
@@ -114,5 +135,28 @@ def test_dashboard_in_headless_chromium(tmp_path: Path) -> None:
         assert "log scale" in driver.find_element(By.ID, "chart").text
         assert len(driver.find_elements(By.CSS_SELECTOR, "circle.trial")) == len(runs)
         assert driver.find_element(By.CSS_SELECTOR, "path.front-all").get_attribute("d")
+        # No run measured its speed: the speed view says so instead of drawing.
+        driver.find_element(By.ID, "x-speedup_b1").click()
+        assert not driver.find_elements(By.CSS_SELECTOR, "circle.trial")
+        message = driver.find_element(By.ID, "chart").text
+        assert "no finished trial reports measured speed-up at batch 1" in message
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+def test_accuracy_against_measured_speed_in_headless_chromium(tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    runs = quickstart_runs(measured=6)
+    page = render_html(dashboard_data(runs, "test_accuracy", link, "speed view"), tmp_path / "p.html")
+    driver = headless_chromium()
+    try:
+        driver.get(page.as_uri())
+        driver.find_element(By.ID, "x-speedup_b64").click()
+        dots = driver.find_elements(By.CSS_SELECTOR, "circle.trial")
+        assert sorted(d.get_attribute("data-run-id") for d in dots) == sorted(r.run_id for r in runs[:6])
+        assert "measured speed-up at batch 64" in driver.find_element(By.ID, "chart").text
+        assert driver.find_element(By.CSS_SELECTOR, "path.front-all").get_attribute("d").count("L") >= 1
     finally:
         driver.quit()

@@ -1,11 +1,19 @@
-"""Compact export: dead hidden units removed, outputs unchanged to 1e-6."""
+"""Compact export: dead hidden units removed, outputs unchanged to 1e-6; its files (pickled,
+TorchScript, ONNX run in onnxruntime) compute the same outputs."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from rnnprune.export import compact, kept_units, parameter_count, plain_state_dict
+from rnnprune.cli import DEPRECATED_STATE_DICT, build_parser
+from rnnprune.compact import compact, kept_units, parameter_count
+from rnnprune.data.base import Architecture
+from rnnprune.deploy_files import FILE_FORMATS, ExportError, export_compact
+from rnnprune.export import STATE_DICT, plain_state_dict
+from rnnprune.latency import Repeats
 from rnnprune.models.recurrent import RecurrentNet
 
 HIDDEN, LAYERS, INPUT, CLASSES = 12, 3, 7, 5
@@ -81,3 +89,50 @@ def test_plain_state_dict_folds_masks_in() -> None:
     assert (state["rnn.weight_hh_l0"][:, 1] == 0).all()
     plain = torch.nn.GRU(INPUT, HIDDEN, LAYERS, batch_first=True)
     plain.load_state_dict({k.removeprefix("rnn."): v for k, v in state.items() if k.startswith("rnn.")})
+
+
+FAST = Repeats(blocks=2, calls=2, warmup=1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_onnx_file_computes_the_masked_models_outputs_in_onnxruntime(cell: str, tmp_path: Path) -> None:
+    import onnxruntime
+
+    model = pruned_model(cell, {0: [1, 4], 2: [3, 7]})
+    path = tmp_path / "model.onnx"
+    summary = export_compact(model, torch.randn(1, 11, INPUT), path, "onnx", FAST)
+    assert summary["widths"] == [10, 12, 10] and summary["bytes"] == path.stat().st_size
+    assert summary["max_abs_difference_on_example"] <= 1e-5
+    assert {"latency_ms_b1", "latency_ms_b64", "speedup_b1", "masked_latency_ms_b64"} <= set(summary)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, steps in ((1, 11), (6, 4), (64, 28)):  # batch and number of steps are free
+        inputs = torch.randn(batch, steps, INPUT)
+        (outputs,) = session.run(None, {"inputs": inputs.numpy()})
+        with torch.no_grad():
+            expected = model(inputs)
+        assert (torch.from_numpy(outputs) - expected).abs().max().item() <= 1e-5
+
+
+def test_the_torchscript_file_computes_the_same_outputs(tmp_path: Path) -> None:
+    model = pruned_model("rnn_tanh", {1: [0, 5]})
+    path = tmp_path / "model.ts.pt"
+    summary = export_compact(model, torch.randn(1, 11, INPUT), path, "torchscript", FAST)
+    assert summary["widths"] == [HIDDEN, HIDDEN - 2, HIDDEN]
+    scripted = torch.jit.load(str(path))
+    assert isinstance(scripted, torch.jit.ScriptModule)
+    assert_same_outputs(model, scripted)
+
+
+def test_a_network_without_a_compact_form_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    model = RecurrentNet("lstm", INPUT, HIDDEN, 1, CLASSES, architecture=Architecture(readout="all"))
+    refusal = r"^--format onnx: only the built-in classifier .* use --format state_dict$"
+    with pytest.raises(ExportError, match=refusal):
+        export_compact(model, torch.randn(1, 3, INPUT), tmp_path / "m.onnx", "onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_cli_offers_every_file_format_and_the_old_state_dict_spelling() -> None:
+    for fmt in (STATE_DICT, *FILE_FORMATS, DEPRECATED_STATE_DICT):
+        assert build_parser().parse_args(["export", "run", "--format", fmt]).format == fmt
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["export", "run", "--format", "pt2"])

@@ -283,3 +283,53 @@ def test_analysis_reports_the_hypervolume_of_three_objectives() -> None:
     # Boxes 0.8x0.5x0.35 and 0.7x0.9x0.1 overlapping in 0.7x0.5x0.1.
     expected = 0.8 * 0.5 * 0.35 + 0.7 * 0.9 * 0.1 - 0.7 * 0.5 * 0.1
     assert analysis.hypervolume == {ALL_METHODS: pytest.approx(expected), "m": pytest.approx(expected)}
+
+
+# (id, method, target, accuracy, speed-up at 1, speed-up at 64, deployable bytes)
+SPEED_RUNS = [
+    make_run(i, m, t, 0, a, t, speedup_b1=s1, speedup_b64=s64, model_bytes=b)
+    for i, m, t, a, s1, s64, b in (
+        ("g50", "global_magnitude", 0.5, 0.975, 1.0, 1.0, 330_000),
+        ("n80", "neurons", 0.8, 0.960, 1.6, 2.9, 90_000),
+        ("n95", "neurons", 0.95, 0.900, 2.4, 6.0, 25_000),
+        ("r80", "random", 0.8, 0.950, 1.5, 2.0, 95_000),  # dominated by n80 on speed and bytes
+    )
+]
+
+
+def test_measured_speed_and_size_are_objectives_with_neutral_references() -> None:
+    analysis = analyse(SPEED_RUNS, ("test_accuracy", "speedup_b64", "model_bytes"), "seq_mnist")
+    assert [o.maximize for o in analysis.objectives] == [True, True, False]
+    assert [p.runs[0].run_id for p in analysis.front()] == ["g50", "n80", "n95"]
+    # No reference for a file size (as for a parameter count): no hypervolume with it.
+    assert analysis.reference is None and analysis.hypervolume == {}
+    by_speed = analyse(SPEED_RUNS, ("test_accuracy", "speedup_b1"), "seq_mnist")
+    assert by_speed.reference == (0.1, 1.0)  # chance accuracy, no speed-up
+    assert by_speed.hypervolume["all"] > by_speed.hypervolume["random"] > 0
+
+
+def test_pick_the_best_quality_at_a_measured_speed_up_or_file_size() -> None:
+    chosen = pick(SPEED_RUNS, Constraint("min_speedup", 1.5))  # at batch 1
+    assert chosen.run is not None and chosen.run.run_id == "n80"  # not r80, which n80 dominates
+    chosen = pick(SPEED_RUNS, Constraint("min_speedup", 3.0, speedup_batch=64))
+    assert chosen.run is not None and chosen.run.run_id == "n95"
+    assert pick(SPEED_RUNS, Constraint("min_speedup", 3.0)).run is None  # nothing is 3x at batch 1
+    chosen = pick(SPEED_RUNS, Constraint("max_bytes", 50_000))
+    assert chosen.run is not None and chosen.run.run_id == "n95"
+    missed = pick(SPEED_RUNS, Constraint("max_bytes", 10_000))
+    assert missed.run is None and missed.closest[0].runs[0].run_id == "n95"
+    # Runs from before trials measured speed have no such metric: they are never picked by it.
+    old = make_run("old", "global_magnitude", 0.99, 0, 0.99, 0.99)
+    assert pick([old], Constraint("min_speedup", 1.0)).closest == []
+
+
+def test_speed_and_size_constraints_name_their_metric_and_alias() -> None:
+    assert Constraint("min_speedup", 2).objectives("test_accuracy") == ("speedup_b1", "test_accuracy")
+    assert Constraint("min_speedup", 2, speedup_batch=64).constrained_metric == "speedup_b64"
+    assert Constraint("max_bytes", 5e4).objectives("val_accuracy") == ("model_bytes", "val_accuracy")
+    assert Constraint("min_speedup", 2.5).alias() == "pick-speedup2_5"
+    assert Constraint("min_speedup", 2, speedup_batch=64).alias() == "pick-speedup2-b64"
+    assert Constraint("max_bytes", 50000).alias() == "pick-bytes50000"
+    refusal = "^--speedup-batch: trials measure speed-ups at batch 1 and 64, not 8"
+    with pytest.raises(ValueError, match=refusal):
+        pick(SPEED_RUNS, Constraint("min_speedup", 2, speedup_batch=8))

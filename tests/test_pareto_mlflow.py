@@ -161,6 +161,15 @@ def test_pick_registers_the_front_run_with_tags_and_alias(
     mlflow.set_tracking_uri(uri)
     model = mlflow.pytorch.load_model("models:/pareto-test-pruned@pick-acc0_94")
     assert model(torch.zeros(2, 28, 28)).shape == (2, 10)
+    # Beside it, under the same alias: the deployable form, computing the same outputs.
+    deployable = client.get_model_version_by_alias("pareto-test-pruned-deployable", "pick-acc0_94")
+    assert deployable.tags["run_id"] == expected_run and deployable.tags["form"].startswith("compact")
+    assert deployable.tags["masked_model"] == f"pareto-test-pruned/{version.version}"
+    small = mlflow.pytorch.load_model("models:/pareto-test-pruned-deployable@pick-acc0_94")
+    assert [layer.hidden_size for layer in small.layers] == [5]  # compact: three unread units gone
+    inputs = torch.randn(3, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(small(inputs), model(inputs), atol=1e-5, rtol=0)
 
     # Nothing reaches 0.99 (asked with the deprecated flag, which still works): exit non-zero,
     # name the nearest front points, register nothing new.
@@ -173,22 +182,32 @@ def test_pick_registers_the_front_run_with_tags_and_alias(
     assert len(client.search_model_versions("name = 'pareto-test-pruned'")) == 1
 
 
-def test_export_compact_and_state_dict_from_a_run(store: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_export_every_format_from_a_run(
+    store: tuple[str, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     uri, parents = store
     run_id = _children(MlflowClient(uri), parents["s2"])["lattice-0.95-0"].info.run_id
-    compact_path, state_path = tmp_path / "compact.pt", tmp_path / "state.pt"
-    assert (
-        main(["export", run_id, "--format", "compact", "--output", str(compact_path), "--tracking-uri", uri])
-        == 0
-    )
-    assert (
-        main(["export", run_id, "--format", "state-dict", "--output", str(state_path), "--tracking-uri", uri])
-        == 0
-    )
-    small = torch.load(compact_path, weights_only=False)
+
+    def export(fmt: str) -> dict[str, Any]:
+        path = tmp_path / f"model-{fmt}"
+        assert main(["export", run_id, "--format", fmt, "--output", str(path), "--tracking-uri", uri]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["path"] == str(path) and summary["bytes"] == path.stat().st_size
+        return summary
+
+    for fmt in ("compact", "torchscript", "onnx"):
+        summary = export(fmt)
+        assert summary["widths"] == [5] and summary["max_abs_difference_on_example"] <= 1e-5
+        assert summary["latency_ms_b1"] > 0 and summary["speedup_b64"] > 0
+    export("state_dict")
+    old = str(tmp_path / "old-spelling.pt")
+    assert main(["export", run_id, "--format", "state-dict", "--tracking-uri", uri, "--output", old]) == 0
+    warning = "warning: --format state-dict is deprecated; use --format state_dict"
+    assert warning in capsys.readouterr().err.splitlines()
+    small = torch.load(tmp_path / "model-compact", weights_only=False)
     assert [layer.hidden_size for layer in small.layers] == [5]
     original = RecurrentNet("lstm", 28, 8, 1, 10)
-    original.load_state_dict(torch.load(state_path)["state_dict"], strict=False)
+    original.load_state_dict(torch.load(tmp_path / "model-state_dict")["state_dict"], strict=False)
     inputs = torch.randn(3, 28, 28)
     with torch.no_grad():
         torch.testing.assert_close(small(inputs), original.eval()(inputs), atol=1e-6, rtol=0)

@@ -129,3 +129,22 @@ def test_scheduler_mode_defaults_to_the_catalogue_direction_of_any_reported_metr
             "methods: {random: {}}\n",
         )
         assert load_spec(spec).spec.scheduler.mode == mode
+
+
+def test_the_published_front_may_be_over_measured_speed_and_size(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: speed
+base: trial.yaml
+pareto: {objectives: [test_accuracy, speedup_b1, model_bytes]}
+methods: {global_magnitude: {}}
+""",
+    )
+    assert load_spec(spec).spec.pareto.objectives == ["test_accuracy", "speedup_b1", "model_bytes"]
+    # Optuna reads every epoch's report, and speed is measured once at the end: not a search objective.
+    search = "search: {algorithm: optuna, objectives: [{metric: speedup_b1, mode: max}]}\n"
+    spec.write_text(spec.read_text() + search)
+    refusal = r"search\.objectives\.0\.metric: speedup_b1 is measured once, at the end of a trial"
+    with pytest.raises(ConfigError, match=refusal):
+        load_spec(spec)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
+from rnnprune.compact import compact
 from rnnprune.config import validate_config
 from rnnprune.data.base import Architecture
 from rnnprune.errors import ConfigError
-from rnnprune.export import compact
 from rnnprune.metrics import sparsity_report
 from rnnprune.models.masking import with_masks
 from rnnprune.models.recurrent import GATES, RecurrentNet

@@ -171,7 +171,7 @@ def test_a_plugin_models_compact_export_keeps_the_nonzeros_and_rebuilds_the_user
     user_trial["pruning"]["target_sparsity"] = 0.9
     run_trial(validate_config(user_trial), tmp_path / "trial")
     summary = export_model(tmp_path / "trial" / "model.pt", tmp_path / "compact.pt", "compact")
-    dense = export_model(tmp_path / "trial" / "model.pt", tmp_path / "plain.pt", "state-dict")
+    dense = export_model(tmp_path / "trial" / "model.pt", tmp_path / "plain.pt", "state_dict")
     assert summary["max_abs_difference_on_example"] == 0.0
     assert summary["bytes"] < (tmp_path / "plain.pt").stat().st_size
     assert summary["compact_params"] < 0.5 * dense["dense_params"]

@@ -351,7 +351,8 @@ def _run_locked(
         tracking.log_metrics(
             {"trials_finished": sum(r["status"] == "FINISHED" for r in rows), "trials_failed": errors}
         )
-        publish(uri, spec.name, experiment_dir / PARETO_DIR)  # front tags, hypervolumes, dashboard
+        # Front tags, hypervolumes, dashboard.
+        publish(uri, spec.name, experiment_dir / PARETO_DIR, spec.pareto.objectives)
         status = "FINISHED" if errors == 0 else "FAILED"
         return SweepOutcome(experiment_dir, uri, experiment_id, parent_run_id, rows, errors)
     except KeyboardInterrupt:

@@ -195,6 +195,15 @@ class RuntimeEnv(_Strict):
         return env
 
 
+class Pareto(_Strict):
+    objectives: list[str] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=3,
+        description="The front the sweep publishes when it ends: two or three catalogue metrics, "
+        "measured ones (speedup_b1, model_bytes) too; default: the task's test quality metric and sparsity.",
+    )
+
 class MatchedBaselines(_Strict):
     """Baselines run at the sparsity each finished trial of a reference method reached.
 
@@ -241,6 +250,7 @@ class SweepSpec(_Strict):
     storage_path: Path = Field(default=Path("runs/sweeps"), description="Tune storage (shared on a cluster).")
     tracking: Tracking = Field(default_factory=Tracking)
     runtime_env: RuntimeEnv = Field(default_factory=RuntimeEnv)
+    pareto: Pareto = Field(default_factory=Pareto)
     matched_baselines: MatchedBaselines | None = Field(
         default=None, description="Baselines at the sparsity other methods reached (after the grid)."
     )
@@ -581,11 +591,24 @@ def _with_task_metrics(
     named = [(("scheduler", "metric"), metric)] + [
         (("search", "objectives", str(i), "metric"), o.metric) for i, o in enumerate(objectives)
     ]
+    final_only = {m.name for m in catalogue.COMMON if not m.per_epoch}
     for loc, name in named:
+        if name in final_only:
+            raise problem(
+                loc,
+                f"{name} is measured once, at the end of a trial, and the scheduler and searcher read "
+                f"every epoch's report; use one of {', '.join(reported)} (or put {name} in "
+                "pareto.objectives)",
+            )
         if name not in reported:
             raise problem(
                 loc, f"unknown metric {name!r}; trials of task {task_name!r} report {', '.join(reported)}"
             )
+    for index, name in enumerate(spec.pareto.objectives or ()):
+        try:  # a front reads the final metrics, so a metric measured once at the end is fine
+            catalogue.metric(name, task)
+        except catalogue.MetricError as error:
+            raise problem(("pareto", "objectives", str(index)), str(error).removeprefix("metric: ")) from None
     # Every reported metric is in the catalogue (checked above), so its direction is known.
     mode = spec.scheduler.mode or catalogue.metric(metric, task).mode
     scheduler = spec.scheduler.model_copy(update={"metric": metric, "mode": mode})

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from rnnprune import deploy
 from rnnprune.config import TrialConfig
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import Architecture, TaskData, resolve_data_root
@@ -270,6 +271,12 @@ def _finish(
         **report.summary(),
         **graph_metrics(model),  # every method read through the expander lens
         **outcomes[-1].diagnostics,
+        # The deployable form's speed against the dense model, and its file size.
+        **(
+            deploy.trial_metrics(model, dense.final_state, data.test.inputs[:1], config.latency.repeats())
+            if config.latency.measure
+            else {}
+        ),
         **report.tables(),
         "history": history,
     }
