@@ -142,8 +142,12 @@ def _report(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path("docs") / "results" / f"{args.name}.md"
     if output.suffix != ".md":
         raise RnnpruneError(f"--output: {output} is not a Markdown file; give a path ending in .md")
+    if args.quality_drop is not None and not args.quality_drop >= 0:
+        raise RnnpruneError(f"--quality-drop: {args.quality_drop} is negative; give 0 or more")
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
-    reported = publish_report(uri, args.name, output, args.command_line, args.baseline, args.title)
+    reported = publish_report(
+        uri, args.name, output, args.command_line, args.baseline, args.title, args.quality_drop
+    )
     plots = ", ".join(str(p) for p in reported.page.plots)
     print(
         f"wrote {reported.page.markdown} with {plots}; the HTML page is artifact {reported.artifact} "
@@ -361,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: global_magnitude where the runs have it)",
     )
     report.add_argument("--title", help="the page's title (default: Results of sweep NAME)")
+    report.add_argument(
+        "--quality-drop",
+        type=float,
+        help="per-epoch curves (track.graphs): quality has fallen once it is this much worse than "
+        "the dense model's, in the metric's units (default: 0.01, a point of accuracy)",
+    )
     report.set_defaults(handler=_report)
 
     pick = commands.add_parser(

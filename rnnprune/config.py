@@ -270,6 +270,27 @@ class LatencyConfig(_Group):
         return Repeats(blocks=self.blocks, calls=self.calls)
 
 
+class TrackConfig(_Group):
+    """Readings each epoch of the pruning phases adds to its losses, validation metrics and
+    sparsity. They read the model and never change it, so they stay out of the hashes (a trial
+    that finished without them is found, not rerun)."""
+
+    graphs: bool = Field(
+        default=False,
+        description="Every layer graph's margins (graph.<G>.delta_r, delta_s, their weighted _w "
+        "variants, ...) after each epoch: the curves of an iterative reproduction.",
+    )
+    test: bool = Field(
+        default=False,
+        description="The test split's metrics after each epoch (test_<metric>), to plot curves; "
+        "validation still drives every choice.",
+    )
+
+    @property
+    def any(self) -> bool:
+        return self.graphs or self.test
+
+
 class TrialConfig(_Group):
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -278,6 +299,7 @@ class TrialConfig(_Group):
     seed: int = Field(default=0, ge=0, description="Seeds initialisation, shuffling and masks.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda if present.")
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
+    track: TrackConfig = Field(default_factory=TrackConfig)
     cache_dir: Path | None = Field(
         default=None,
         description="Dense-pretraining cache; else $RNNPRUNE_CACHE_DIR or the user cache.",
@@ -291,6 +313,7 @@ class TrialConfig(_Group):
         ("task", "download"),
         ("device",),
         ("latency",),
+        ("track",),
         ("cache_dir",),
     )
 

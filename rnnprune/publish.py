@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnprune import catalogue, provenance
+from rnnprune.curves import DEFAULT_DROP, build_curves, quality_base, wanted
 from rnnprune.dashboard import write_dashboard
 from rnnprune.deploy import deployable
 from rnnprune.pareto import (
@@ -42,6 +43,7 @@ from rnnprune.tracking import (
     log_run_model,
     log_text_to_parent,
     log_to_parent,
+    metric_histories,
     register_run_model,
     run_url,
     set_run_description,
@@ -191,17 +193,26 @@ def publish_report(
     command: Sequence[str],
     baseline: str | None = None,
     title: str | None = None,
+    drop: float | None = None,
 ) -> Reported:
     """`rnnprune report`: the results page of a sweep (or of every sweep of an experiment) as
-    Markdown with plots at `markdown_path`, and as HTML on the parent run(s)."""
+    Markdown with plots at `markdown_path`, and as HTML on the parent run(s). Runs that tracked
+    layer graphs per epoch (`track.graphs`) add their curves, quality falling by `drop`
+    (default `rnnprune.curves.DEFAULT_DROP`)."""
     kind, parents, runs = read_runs(tracking_uri, name)
     report = build_report(runs, baseline)
+    tracked = [r.run_id for r in runs if r.params.get("track.graphs", "").lower() == "true"]
+    base = quality_base(report.quality)
+    histories = metric_histories(tracking_uri, tracked, lambda metric: wanted(metric, base))
+    drop = DEFAULT_DROP if drop is None else drop
+    curves = build_curves(runs, histories, report.axes, report.quality, drop)
     page = write_page(
         report,
         Path(markdown_path),
         title or f"Results of {kind} {name}",
         f"{kind.capitalize()} {name}",
         provenance.current(command),
+        curves,
     )
     artifact = f"{REPORT_ARTIFACTS}/{Path(markdown_path).stem}.html"
     for parent in parents:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rnnprune.curves import CurvesReport
+from rnnprune.curves_page import curves_section, plot_curves
 from rnnprune.dashboard import PALETTE
 from rnnprune.provenance import Provenance
 from rnnprune.report import METHOD_AXIS, SPEEDUPS, TARGET, ResultsReport, Row
@@ -183,9 +185,16 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
 
 
 def page_markdown(
-    report: ResultsReport, title: str, scope: str, provenance: Provenance, plots: dict[str, str]
+    report: ResultsReport,
+    title: str,
+    scope: str,
+    provenance: Provenance,
+    plots: dict[str, str],
+    curves: CurvesReport | None = None,
+    curve_plots: dict[str, str] | None = None,
 ) -> str:
-    """The page's Markdown; `plots` maps "sparsity" / "speedup" to the image file names."""
+    """The page's Markdown; `plots` maps "sparsity" / "speedup" to the image file names, and
+    `curve_plots` each group of `curves` to its image."""
     quality = report.quality
     heading = quality.label[:1].upper() + quality.label[1:]
     seeds = sorted({r.n for r in report.rows})
@@ -264,6 +273,8 @@ def page_markdown(
         lines += [*importance_table(report), "", f"{report.importance.note}."]
     else:
         lines.append(f"Importance {report.importance.note}.")
+    if curves is not None:
+        lines += ["", *curves_section(curves, curve_plots or {})]
     lines += [
         "",
         "---",
@@ -295,10 +306,16 @@ def page_html(markdown_text: str, title: str, images: dict[str, Path]) -> str:
 
 
 def write_page(
-    report: ResultsReport, markdown_path: Path, title: str, scope: str, provenance: Provenance
+    report: ResultsReport,
+    markdown_path: Path,
+    title: str,
+    scope: str,
+    provenance: Provenance,
+    curves: CurvesReport | None = None,
 ) -> Page:
     """NAME.md with NAME_quality_sparsity.png (and NAME_quality_speedup.png where the runs measured
-    speed) beside it; the HTML twin is returned, not written (it goes to the parent run)."""
+    speed, NAME_curves_<i>.png per group of per-epoch `curves`) beside it; the HTML twin is
+    returned, not written (it goes to the parent run)."""
     folder = markdown_path.parent
     folder.mkdir(parents=True, exist_ok=True)
     stem = markdown_path.stem
@@ -308,8 +325,16 @@ def write_page(
     speedups = [m for m in SPEEDUPS if any(m in r.values for r in report.rows)]
     if speedups:
         images["speedup"] = _plot(report, speedups, folder / f"{stem}_quality_speedup.png", title)
-    text = page_markdown(report, title, scope, provenance, {k: p.name for k, p in images.items()})
-    markdown_path.write_text(text)
-    return Page(
-        markdown_path, list(images.values()), page_html(text, title, {p.name: p for p in images.values()})
+    curve_images = plot_curves(curves, folder, stem, title) if curves is not None else {}
+    text = page_markdown(
+        report,
+        title,
+        scope,
+        provenance,
+        {k: p.name for k, p in images.items()},
+        curves,
+        {group: p.name for group, p in curve_images.items()},
     )
+    markdown_path.write_text(text)
+    files = [*images.values(), *curve_images.values()]
+    return Page(markdown_path, files, page_html(text, title, {p.name: p for p in files}))

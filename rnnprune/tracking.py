@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -472,6 +472,20 @@ def sweep_scope(
             )
         ]
     return kind, [_plain_run(p) for p in parents], children
+
+
+def metric_histories(
+    tracking_uri: str, run_ids: Sequence[str], keep_metric: MetricFilter
+) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """Per run id, the (step, value) history of each metric `keep_metric` keeps, by step."""
+    client = MlflowClient(tracking_uri)
+    histories: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for run_id in run_ids:
+        names = [name for name in client.get_run(run_id).data.metrics if keep_metric(name)]
+        histories[run_id] = {
+            name: sorted((m.step, m.value) for m in client.get_metric_history(run_id, name)) for name in names
+        }
+    return histories
 
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")

@@ -204,6 +204,7 @@ class Pareto(_Strict):
         "measured ones (speedup_b1, model_bytes) too; default: the task's test quality metric and sparsity.",
     )
 
+
 class MatchedBaselines(_Strict):
     """Baselines run at the sparsity each finished trial of a reference method reached.
 

@@ -49,12 +49,14 @@ class DenseCheckpoints(Protocol):
 @dataclass(frozen=True)
 class PhaseEnv:
     """What the phases of one trial share: the data, the trial seed, the network factory
-    (a fresh network on the device from a named initialisation draw) and the dense run."""
+    (a fresh network on the device from a named initialisation draw), the dense run, and
+    the readings each pruning-phase epoch adds to its metrics (they must not change the model)."""
 
     data: TaskData
     seed: int
     build_model: Callable[[str], MaskedWeights]
     dense: DenseCheckpoints | None = None
+    readings: Callable[[MaskedWeights], dict[str, float]] | None = None
 
     def dense_run(self) -> DenseCheckpoints:
         if self.dense is None:
@@ -224,6 +226,8 @@ def run_phase(
         if pool is not None:
             sparsity = sparsity_report(model, pool).summary()
             metrics = {"epoch": float(number), **metrics, **sparsity, **run.diagnostics}
+            if env.readings is not None:
+                metrics.update(env.readings(model))
         run.history.append(metrics)
         run.epoch = epoch
         path = save(run)

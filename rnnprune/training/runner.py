@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from rnnprune import deploy
-from rnnprune.config import TrialConfig
+from rnnprune.config import TrackConfig, TrialConfig
 from rnnprune.data import registry as task_registry
 from rnnprune.data.base import Architecture, TaskData, resolve_data_root
 from rnnprune.errors import ConfigError
@@ -46,7 +46,7 @@ from rnnprune.training.engine import (
     start_phase,
 )
 from rnnprune.training.factories import build_model
-from rnnprune.training.loop import evaluate_splits
+from rnnprune.training.loop import evaluate, evaluate_splits
 from rnnprune.training.plan import TrialPlan, compile_plan, steps_per_epoch
 from rnnprune.training.state import atomic_torch_save, atomic_write_json, resolve_device
 from rnnprune.weights import ALL_KINDS
@@ -101,11 +101,31 @@ def run_trial(
     data = load_task_data(config).to(device)
     _check_pruning(config, data)
     plan = compile_plan(config, steps_per_epoch(len(data.train), config.training.batch_size))
-    env = PhaseEnv(data, config.seed, lambda draw: build_model(config, data, draw).to(device))
+    env = PhaseEnv(
+        data,
+        config.seed,
+        lambda draw: build_model(config, data, draw).to(device),
+        readings=epoch_readings(config.track, data),
+    )
     dense = dense_model(config, plan.dense, env, on_dense_epoch)
     return _run_phases(
         config, plan, dataclasses.replace(env, dense=dense), dense, output_dir, checkpoint, callback
     )
+
+
+def epoch_readings(track: TrackConfig, data: TaskData) -> Callable[[MaskedWeights], dict[str, float]] | None:
+    """What `track` asks each pruning-phase epoch to add: layer-graph margins, test metrics."""
+    if not track.any:
+        return None
+
+    def read(model: MaskedWeights) -> dict[str, float]:
+        readings = graph_metrics(model) if track.graphs else {}
+        if track.test:
+            test = evaluate(model, data.test, data.objective)
+            readings.update({f"test_{key}": value for key, value in test.items()})
+        return readings
+
+    return read
 
 
 def _check_pruning(config: TrialConfig, data: TaskData) -> None:
