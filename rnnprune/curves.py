@@ -83,9 +83,17 @@ class CurvesReport:
     crossings: list[Crossing]
 
 
-def _epochs(history: History) -> dict[int, dict[str, float]]:
+def _tracks_test(run: RunRecord) -> bool:
+    return run.params.get("track.test", "").lower() == "true"
+
+
+def _epochs(history: History, test: bool) -> dict[int, dict[str, float]]:
+    """Per epoch, the run's readings; test metrics only where the run tracked them (otherwise
+    the one test value is the final model's, logged at the last epoch's step)."""
     rows: dict[int, dict[str, float]] = defaultdict(dict)
     for name, points in history.items():
+        if name.startswith("test_") and not test:
+            continue
         for step, value in points:
             rows[step][name] = value
     return {step: row for step, row in sorted(rows.items()) if "sparsity" in row}
@@ -136,7 +144,9 @@ def build_curves(
     groups: dict[tuple[str, str], list[tuple[RunRecord, dict[int, dict[str, float]]]]] = defaultdict(list)
     for run in sorted(tracked, key=seed_of):
         shared = ", ".join(f"{k}={run.params.get(k, '—')}" for k in axes.shared)
-        groups[(variant_of(run, axes), shared)].append((run, _epochs(histories[run.run_id])))
+        groups[(variant_of(run, axes), shared)].append(
+            (run, _epochs(histories[run.run_id], _tracks_test(run)))
+        )
     curves, crossings = [], []
     graphs: set[str] = set()
     for (variant, shared), members in sorted(groups.items(), key=lambda item: (item[0][1], item[0][0])):

@@ -65,6 +65,17 @@ def test_crossings_are_read_per_seed_from_the_histories() -> None:
     assert last.values["val_accuracy"].n == 2
 
 
+def test_test_metrics_are_a_curve_only_where_the_runs_tracked_them() -> None:
+    rows = {**history(SEED0), "test_accuracy": [(13, 0.93)]}  # the final model's, at the last step
+    untracked = build_curves([run(0)], {"r0expanderlstm": rows}, Axes((), {}), QUALITY)
+    assert untracked is not None
+    assert not any("test_accuracy" in e.values for e in untracked.curves[0].epochs)
+    tracked_run = run(0)
+    tracked_run.params["track.test"] = "True"  # type: ignore[index]
+    tracked = build_curves([tracked_run], {"r0expanderlstm": rows}, Axes((), {}), QUALITY)
+    assert tracked is not None and tracked.curves[0].epochs[-1].values["test_accuracy"].mean == 0.93
+
+
 def test_a_lower_is_better_quality_falls_upwards() -> None:
     rmse = catalogue.Metric("test_rmse", "minimize", "test RMSE")
     rows = {
