@@ -44,6 +44,20 @@ def test_matched_overrides_drop_the_reference_params_and_take_the_reached_sparsi
     }
 
 
+def test_matched_overrides_drop_a_whole_params_block_too() -> None:
+    reference = {
+        "pruning.method": "lattice",
+        "pruning.params": {"mode": "continuous", "rho": 0.05},
+        "pruning.target_sparsity": 0.99,
+        "pruning.schedule.finetune_epochs": 1,
+    }
+    assert matched_overrides(reference, "random", 0.9453) == {
+        "pruning.method": "random",
+        "pruning.target_sparsity": 0.9453,
+        "pruning.schedule.finetune_epochs": 1,
+    }
+
+
 def test_references_default_to_every_method_that_is_not_a_baseline(tmp_path: Path) -> None:
     methods = {"units": {}, "lattice": {}, "global_magnitude": {}}
     loaded = load_spec(_spec(tmp_path, {"methods": ["global_magnitude", "random"]}, methods))
