@@ -102,6 +102,37 @@ def comparison_table(report: ResultsReport) -> list[str]:
     return _table(header, rows)
 
 
+def matched_table(report: ResultsReport) -> list[str]:
+    digits = _digits(report.quality.name)
+    header = [
+        "method",
+        *_axis_header(report),
+        "baseline at its reached sparsity",
+        "pairs",
+        f"Δ {report.quality.label} (mean ± std)",
+        "paired t-test p",
+        "Wilcoxon p",
+    ]
+    rows = []
+    for matched in report.matched:
+        change = matched.comparison.difference
+        rows.append(
+            [
+                matched.variant,
+                matched.target,
+                *(value or "—" for value in matched.axes),
+                matched.baseline,
+                str(matched.comparison.pairs),
+                "—"
+                if change is None
+                else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}",
+                matched.comparison.t_test.cell(),
+                matched.comparison.wilcoxon.cell(),
+            ]
+        )
+    return _table(header, rows)
+
+
 def hypervolume_table(report: ResultsReport) -> list[str]:
     rows = []
     for method, volume in sorted(report.hypervolume.items(), key=lambda kv: -kv[1]):
@@ -209,6 +240,15 @@ def page_markdown(
         "",
         *results_table(report),
         "",
+    ]
+    if any(r.variant.endswith(", lottery ticket") for r in report.rows):
+        lines += [
+            "A `..., lottery ticket` row is the lottery control of a `pruning.lottery` trial: fresh "
+            "weights under that trial's final masks, retrained for the same budget; the trial's "
+            "trained sparse model is the row of the same name without it.",
+            "",
+        ]
+    lines += [
         (
             f"Measured at the end of each trial: {', '.join(measured)}."
             if measured
@@ -258,6 +298,19 @@ def page_markdown(
             f"per row and uncorrected for multiple comparisons ({tests} rows). The t-test needs 2 "
             "pairs with spread; the exact Wilcoxon test over n non-zero differences cannot go "
             "below p = 2/2^n, so it is given from 6 pairs.",
+        ]
+    if report.matched:
+        lines += [
+            "",
+            "## Paired differences at matched sparsity",
+            "",
+            *matched_table(report),
+            "",
+            f"Δ = method − baseline in {quality.label} ({quality.better} is better), paired by seed: "
+            "each baseline trial ran the config of the method's trial of that seed with the "
+            "baseline's method, at the sparsity that trial reached (tag `matched_to`); its rows in "
+            "the results table are the `... matched to ...` ones. Two-sided p-values as above, "
+            f"uncorrected ({len(report.matched)} rows).",
         ]
     lines += ["", f"## Importance of the swept axes for {quality.label}", ""]
     if report.importance.values:
