@@ -189,6 +189,7 @@ class Row:
     runs: tuple[RunRecord, ...]
     values: Mapping[str, SeedStats]  # column -> spread over the runs that report it
     comparison: Comparison | None = None  # None for the baseline's own rows, or with no baseline
+    line: str = ""  # its plot line where not its variant's: matched baselines, per reference method
 
     @property
     def n(self) -> int:
@@ -197,7 +198,7 @@ class Row:
     @property
     def series(self) -> tuple[str, tuple[str, ...]]:
         """The row's line in a plot: every axis but the target."""
-        return self.variant, self.axes
+        return self.line or self.variant, self.axes
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
     columns = (quality, *(column_metric(m, task) for m in present))
     variants = {variant_of(r, axes): r.method for r in usable if not matched_to(r)}
     chosen = resolve_baseline(baseline, list(variants), variants)
-    groups = _groups(usable, axes)
+    groups, lines = _groups(usable, axes)
     baseline_runs = {(t, a): members for (v, t, a), members in groups.items() if v == chosen}
     rows = []
     for (variant, target, axis_values), members in groups.items():
@@ -299,7 +300,10 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
             theirs = _per_seed(baseline_runs.get((target, axis_values), []), quality.name)
             seeds = sorted(s for s in mine if s in theirs)
             comparison = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
-        rows.append(Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison))
+        line = lines.get(variant, "")
+        rows.append(
+            Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison, line)
+        )
     rows.sort(key=lambda r: (r.variant != chosen, r.variant, r.axes, _as_number(r.target)))
     note = "" if chosen else f"{DEFAULT_BASELINE} is not among these runs; name a baseline with --baseline"
     if not chosen and baseline is None and any(r.method == DEFAULT_BASELINE for r in usable):
@@ -332,17 +336,20 @@ def _axis_values(run: RunRecord, axes: Axes) -> tuple[str, ...]:
 
 def _groups(
     usable: Sequence[RunRecord], axes: Axes
-) -> dict[tuple[str, str, tuple[str, ...]], list[RunRecord]]:
-    """Runs by row: (variant, target, shared axis values). A matched baseline joins the row of
-    each reference it ran for, at the reference's target and axes (its own target is the
-    sparsity the reference reached)."""
+) -> tuple[dict[tuple[str, str, tuple[str, ...]], list[RunRecord]], dict[str, str]]:
+    """Runs by row: (variant, target, shared axis values), and the plot line of each matched
+    row. A matched baseline joins the row of each reference it ran for, at the reference's
+    target and axes (its own target is the sparsity the reference reached); its rows for the
+    references of one method make one line."""
     references = {r.run_id: r for r in usable if not matched_to(r) and TICKET_KEY not in r.params}
     groups: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = defaultdict(list)
+    lines: dict[str, str] = {}
     for run in usable:
         label = variant_of(run, axes)
         found = [references[i] for i in matched_to(run) if i in references]
         if found:
             places = [(f"{label} matched to {variant_of(reference, axes)}", reference) for reference in found]
+            lines.update({name: f"{label} matched to {at.method}" for name, at in places})
         elif matched_to(run):  # its references are not among these runs
             places = [(f"{label} matched", run)]
         else:
@@ -350,7 +357,7 @@ def _groups(
         keys = [(name, at.params.get(TARGET, "?"), _axis_values(at, axes)) for name, at in places]
         for key in dict.fromkeys(keys):
             groups[key].append(run)
-    return groups
+    return groups, lines
 
 
 def matched_comparisons(

@@ -20,6 +20,7 @@ from rnnprune.stats import SeedStats, format_spread
 
 COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
 LINE_STYLES = ("-", "--", ":", "-.")
+LEGEND_INSIDE = 10  # series at most in a legend drawn inside the plot
 
 
 @dataclass(frozen=True)
@@ -151,8 +152,9 @@ def importance_table(report: ResultsReport) -> list[str]:
 
 
 def _series_label(row: Row, report: ResultsReport) -> str:
+    name = row.series[0]
     axes = ", ".join(f"{k}={v or '—'}" for k, v in zip(report.axes.shared, row.axes, strict=True))
-    return f"{row.variant} [{axes}]" if axes else row.variant
+    return f"{name} [{axes}]" if axes else name
 
 
 def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: str) -> Path:
@@ -163,7 +165,7 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    variants = sorted({r.variant for r in report.rows})
+    variants = sorted({r.series[0] for r in report.rows})
     colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
     series: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
     for row in report.rows:
@@ -173,8 +175,9 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
     }
     labels = {c.name: c.label for c in report.columns}
     quality = report.quality.name
+    outside = len(series) > LEGEND_INSIDE  # the legend beside each panel, not over its points
     figure, panels = plt.subplots(
-        1, len(x_metrics), figsize=(7.5 * len(x_metrics), 5), dpi=110, squeeze=False
+        1, len(x_metrics), figsize=((11.5 if outside else 7.5) * len(x_metrics), 5), dpi=110, squeeze=False
     )
     for axes, x in zip(panels[0], x_metrics, strict=True):
         for (variant, axis_values), rows in series.items():
@@ -205,7 +208,10 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
         axes.set_xlabel(labels.get(x, x))
         axes.set_ylabel(report.quality.label)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        if outside:
+            axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            axes.legend(fontsize=7)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path)

@@ -272,6 +272,11 @@ def test_matched_baselines_pair_with_the_run_they_were_matched_to() -> None:
     assert ("lattice (binary q=0.5)", "0.5", ("1",)) in labels
     assert ("random matched to lattice (rho=0.05)", "0.99", ("0",)) in labels  # at the reference's target
     assert len(report.rows) == 12 and all(r.n == 3 for r in report.rows)
+    # A baseline's rows for every lattice point make one plot line per fine-tune.
+    assert {r.series for r in report.rows if r.method == "random"} == {
+        ("random matched to lattice", ("0",)),
+        ("random matched to lattice", ("1",)),
+    }
     matched = {(m.variant, m.axes, m.baseline): m.comparison for m in report.matched}
     assert len(matched) == 8
     against_random = matched[("lattice (rho=0.05)", ("1",), "random")]
