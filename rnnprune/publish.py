@@ -33,7 +33,7 @@ from rnnprune.pareto import (
     run_tags,
     task_of,
 )
-from rnnprune.report import ResultsReport, build_report
+from rnnprune.report import TRAINED_PREFIX, ResultsReport, build_report
 from rnnprune.results_page import Page, write_page
 from rnnprune.tracking import (
     OUTPUTS_TAG,
@@ -63,9 +63,12 @@ class Published:
 
 def read_runs(tracking_uri: str, name: str) -> tuple[str, list[dict[str, Any]], list[RunRecord]]:
     """(scope kind, parent runs, finished trial runs) of a sweep or of every sweep of an experiment."""
-    # Only what fronts, picks and the dashboard read: the per-tensor and per-gate sparsities and
-    # diagnostics are most of a run's metrics.
-    kind, parents, children = sweep_scope(tracking_uri, name, catalogue.is_reported_name)
+    # Only what fronts, picks, reports and the dashboard read: the per-tensor and per-gate
+    # sparsities and diagnostics are most of a run's metrics. A lottery trial's trained sparse
+    # model reports as sparse_* (`rnnprune.report.models_of`).
+    kind, parents, children = sweep_scope(
+        tracking_uri, name, lambda metric: catalogue.is_reported_name(metric.removeprefix(TRAINED_PREFIX))
+    )
     return kind, parents, [RunRecord(**child) for child in children]
 
 

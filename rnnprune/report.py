@@ -10,9 +10,17 @@ std, n shown); directions and labels come from the catalogue, so a lower-is-bett
 Axes. A param that takes more than one value among the runs of one method is a swept axis,
 besides the seed: a method's own parameters (`pruning.params.*`) name the method's variant
 (`gate_balanced_magnitude (granularity=row)`), any other param (`training.lr`, `model.cell`)
-is a shared axis. Params that differ only between methods belong to the method. One row is
-one variant at one target sparsity and one value of every shared axis; a row is compared with
-the baseline's row of the same target and shared axes, seed by seed.
+is a shared axis. Params that differ only between methods belong to the method. A sweep
+spec's named variant (tag `variant`) names the method's variant too, and what it sets is not
+an axis (`moduli (L1 (R = 1))`). One row is one variant at one target sparsity and one value
+of every shared axis; a row is compared with the baseline's row of the same target and shared
+axes, seed by seed.
+
+Matched baselines (tag `matched_to`: the runs whose reached sparsity they ran at) are rows of
+their own, `random matched to lattice (binary q=0.9)`, at their reference's target and axes, and
+each reference row is compared with them run by run (`ResultsReport.matched`). A lottery trial
+(`pruning.lottery`) holds two models under one set of masks: the trained sparse model (its
+`sparse_*` metrics) is the row of its variant, the ticket a row of its own (`..., lottery ticket`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scipy import stats as scipy_stats
 
@@ -45,6 +53,11 @@ WILCOXON_MIN_PAIRS = 6
 IMPORTANCE_MIN_TRIALS = 4
 IMPORTANCE_SEED = 0
 METHOD_AXIS = "method"
+VARIANT_TAG = "variant"  # a sweep spec's named variant of the method
+MATCHED_TAG = "matched_to"  # a matched baseline's reference run ids, comma-separated
+LOTTERY_PARAM = "pruning.lottery"
+TRAINED_PREFIX = "sparse_"  # a lottery trial's trained sparse model; its plain metrics are the ticket's
+TICKET_KEY = "lottery_ticket"  # marks the ticket's record (not a trial-config path)
 
 
 class ReportError(RnnpruneError, ValueError):
@@ -63,12 +76,12 @@ def seed_of(run: RunRecord) -> str:
 
 def swept_axes(runs: Sequence[RunRecord]) -> Axes:
     """The params the runs varied within a method (seed, trial hash, method and target aside)."""
-    values: dict[tuple[str, str], set[str]] = defaultdict(set)
-    keys = {key for run in runs for key in run.params} - SEED_PARAMS - {METHOD_PARAM, TARGET}
-    for run in runs:
+    values: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    keys = {key for run in runs for key in run.params} - SEED_PARAMS - {METHOD_PARAM, TARGET, TICKET_KEY}
+    for run in runs:  # within a named variant: what the variant sets is its name, not an axis
         for key in keys:
-            values[(run.method, key)].add(run.params.get(key, ""))
-    varied = {(method, key) for (method, key), seen in values.items() if len(seen) > 1}
+            values[(run.method, run.tags.get(VARIANT_TAG, ""), key)].add(run.params.get(key, ""))
+    varied = {(method, key) for (method, _, key), seen in values.items() if len(seen) > 1}
     shared = sorted({key for _, key in varied if not key.startswith(METHOD_PARAMS)})
     own: dict[str, list[str]] = defaultdict(list)
     for method, key in sorted(varied):
@@ -78,9 +91,32 @@ def swept_axes(runs: Sequence[RunRecord]) -> Axes:
 
 
 def variant_of(run: RunRecord, axes: Axes) -> str:
-    """The method, with the values of its own swept parameters: `lattice (mode=binary)`."""
-    own = [(k.removeprefix(METHOD_PARAMS), run.params.get(k, "—")) for k in axes.own.get(run.method, ())]
-    return run.method + (f" ({', '.join(f'{k}={v}' for k, v in own)})" if own else "")
+    """The method, with its named variant and the values of its own swept parameters:
+    `lattice (mode=binary)`, `moduli (torus DoG)`; a lottery ticket says so."""
+    named = [run.tags[VARIANT_TAG]] if run.tags.get(VARIANT_TAG) else []
+    own = [f"{k.removeprefix(METHOD_PARAMS)}={run.params.get(k, '—')}" for k in axes.own.get(run.method, ())]
+    parts = named + own
+    label = run.method + (f" ({', '.join(parts)})" if parts else "")
+    return label + (", lottery ticket" if TICKET_KEY in run.params else "")
+
+
+def matched_to(run: RunRecord) -> tuple[str, ...]:
+    """The run ids a matched baseline ran at the reached sparsity of (none for other runs)."""
+    return tuple(i for i in run.tags.get(MATCHED_TAG, "").split(",") if i)
+
+
+def models_of(run: RunRecord) -> list[RunRecord]:
+    """The models a run reports: itself, or for a lottery trial the trained sparse model (its
+    `sparse_*` metrics under their plain names) and the ticket (its plain metrics)."""
+    if run.params.get(LOTTERY_PARAM) != "True":
+        return [run]
+    plain = {k: v for k, v in run.metrics.items() if not k.startswith(TRAINED_PREFIX)}
+    trained = {
+        k.removeprefix(TRAINED_PREFIX): v for k, v in run.metrics.items() if k.startswith(TRAINED_PREFIX)
+    }
+    # The ticket's params differ, so fronts and hypervolumes keep it apart from the trained model.
+    ticket = replace(run, metrics=plain, params={**run.params, TICKET_KEY: "true"})
+    return [replace(run, metrics={**plain, **trained}), ticket] if trained else [ticket]
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,18 @@ def compare(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
 
 
 @dataclass(frozen=True)
+class MatchedComparison:
+    """A row against one baseline's runs matched to the row's runs (tag `matched_to`), pair by
+    pair: the same config and seed, the baseline at the sparsity the row's run reached."""
+
+    variant: str
+    target: str
+    axes: tuple[str, ...]
+    baseline: str  # the baseline's variant name
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
 class Row:
     """One variant at one target sparsity and one value of every shared axis, over its seeds."""
 
@@ -141,6 +189,7 @@ class Row:
     runs: tuple[RunRecord, ...]
     values: Mapping[str, SeedStats]  # column -> spread over the runs that report it
     comparison: Comparison | None = None  # None for the baseline's own rows, or with no baseline
+    line: str = ""  # its plot line where not its variant's: matched baselines, per reference method
 
     @property
     def n(self) -> int:
@@ -149,7 +198,7 @@ class Row:
     @property
     def series(self) -> tuple[str, tuple[str, ...]]:
         """The row's line in a plot: every axis but the target."""
-        return self.variant, self.axes
+        return self.line or self.variant, self.axes
 
 
 @dataclass(frozen=True)
@@ -176,6 +225,7 @@ class ResultsReport:
     hypervolume_per_seed: Mapping[str, SeedStats] = field(default_factory=dict)  # volumes of each seed
     importance: Importance = Importance({}, 0, "")
     left_out: int = 0  # finished runs without the quality metric or sparsity
+    matched: tuple[MatchedComparison, ...] = ()  # rows against their matched baselines
 
 
 def column_metric(name: str, task: str | None) -> Metric:
@@ -226,18 +276,15 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
     task = task_of(runs)
     objectives = default_objectives(task)
     quality = catalogue.metric(objectives[0], task)
-    usable = [r for r in runs if _finite(r, quality.name) and _finite(r, "sparsity")]
+    usable = [m for r in runs for m in models_of(r) if _finite(m, quality.name) and _finite(m, "sparsity")]
     if not usable:
         raise ReportError(f"no finished run reports {quality.name} and sparsity: nothing to report")
     axes = swept_axes(usable)
     present = [m for m in (*ACCOUNTING, *MEASURED) if any(_finite(r, m) for r in usable)]
     columns = (quality, *(column_metric(m, task) for m in present))
-    variants = {variant_of(r, axes): r.method for r in usable}
+    variants = {variant_of(r, axes): r.method for r in usable if not matched_to(r)}
     chosen = resolve_baseline(baseline, list(variants), variants)
-    groups: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = defaultdict(list)
-    for run in usable:
-        axis_values = tuple(run.params.get(k, "") for k in axes.shared)
-        groups[(variant_of(run, axes), run.params.get(TARGET, "?"), axis_values)].append(run)
+    groups, lines = _groups(usable, axes)
     baseline_runs = {(t, a): members for (v, t, a), members in groups.items() if v == chosen}
     rows = []
     for (variant, target, axis_values), members in groups.items():
@@ -248,14 +295,22 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
             if any(_finite(r, c.name) for r in members)
         }
         comparison = None
-        if chosen is not None and variant != chosen:
+        if chosen is not None and variant != chosen and not matched_to(members[0]):
             mine = _per_seed(members, quality.name)
             theirs = _per_seed(baseline_runs.get((target, axis_values), []), quality.name)
             seeds = sorted(s for s in mine if s in theirs)
             comparison = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
-        rows.append(Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison))
+        line = lines.get(variant, "")
+        rows.append(
+            Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison, line)
+        )
     rows.sort(key=lambda r: (r.variant != chosen, r.variant, r.axes, _as_number(r.target)))
     note = "" if chosen else f"{DEFAULT_BASELINE} is not among these runs; name a baseline with --baseline"
+    if not chosen and baseline is None and any(r.method == DEFAULT_BASELINE for r in usable):
+        note = (
+            f"{DEFAULT_BASELINE} ran only as a matched baseline (compared at matched sparsity below); "
+            "name another baseline with --baseline"
+        )
     analysis = analyse(usable, objectives, task)
     return ResultsReport(
         task=task,
@@ -270,8 +325,70 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
         hypervolume=analysis.hypervolume,
         hypervolume_per_seed=hypervolume_per_seed(usable, objectives, task),
         importance=axis_importance(usable, quality, axes),
-        left_out=len(runs) - len(usable),
+        left_out=len({r.run_id for r in runs} - {r.run_id for r in usable}),
+        matched=matched_comparisons(rows, usable, quality.name, axes),
     )
+
+
+def _axis_values(run: RunRecord, axes: Axes) -> tuple[str, ...]:
+    return tuple(run.params.get(k, "") for k in axes.shared)
+
+
+def _groups(
+    usable: Sequence[RunRecord], axes: Axes
+) -> tuple[dict[tuple[str, str, tuple[str, ...]], list[RunRecord]], dict[str, str]]:
+    """Runs by row: (variant, target, shared axis values), and the plot line of each matched
+    row. A matched baseline joins the row of each reference it ran for, at the reference's
+    target and axes (its own target is the sparsity the reference reached); its rows for the
+    references of one method make one line."""
+    references = {r.run_id: r for r in usable if not matched_to(r) and TICKET_KEY not in r.params}
+    groups: dict[tuple[str, str, tuple[str, ...]], list[RunRecord]] = defaultdict(list)
+    lines: dict[str, str] = {}
+    for run in usable:
+        label = variant_of(run, axes)
+        found = [references[i] for i in matched_to(run) if i in references]
+        if found:
+            places = [(f"{label} matched to {variant_of(reference, axes)}", reference) for reference in found]
+            lines.update({name: f"{label} matched to {at.method}" for name, at in places})
+        elif matched_to(run):  # its references are not among these runs
+            places = [(f"{label} matched", run)]
+        else:
+            places = [(label, run)]
+        keys = [(name, at.params.get(TARGET, "?"), _axis_values(at, axes)) for name, at in places]
+        for key in dict.fromkeys(keys):
+            groups[key].append(run)
+    return groups, lines
+
+
+def matched_comparisons(
+    rows: Sequence[Row], usable: Sequence[RunRecord], quality: str, axes: Axes
+) -> tuple[MatchedComparison, ...]:
+    """Each row against each baseline matched to its runs: the row's quality minus the baseline's,
+    per seed (a mean where a seed ran more than once), paired through `matched_to`."""
+    by_reference: dict[str, list[RunRecord]] = defaultdict(list)
+    for run in usable:
+        for reference in matched_to(run):
+            by_reference[reference].append(run)
+    found = []
+    for row in rows:
+        if matched_to(row.runs[0]) or TICKET_KEY in row.runs[0].params:
+            continue
+        pairs: dict[str, tuple[dict[str, list[float]], dict[str, list[float]]]] = defaultdict(
+            lambda: (defaultdict(list), defaultdict(list))
+        )
+        for run in row.runs:
+            for baseline in by_reference.get(run.run_id, []):
+                mine, theirs = pairs[variant_of(baseline, axes)]
+                mine[seed_of(run)].append(run.metrics[quality])
+                theirs[seed_of(run)].append(baseline.metrics[quality])
+        for name, (mine, theirs) in sorted(pairs.items()):
+            seeds = sorted(mine)
+            comparison = compare(
+                [math.fsum(mine[s]) / len(mine[s]) for s in seeds],
+                [math.fsum(theirs[s]) / len(theirs[s]) for s in seeds],
+            )
+            found.append(MatchedComparison(row.variant, row.target, row.axes, name, comparison))
+    return tuple(found)
 
 
 def _as_number(value: str) -> float:

@@ -22,6 +22,7 @@ from rnnprune.stats import SeedStats, format_spread
 
 COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
 LINE_STYLES = ("-", "--", ":", "-.")
+LEGEND_INSIDE = 10  # series at most in a legend drawn inside the plot
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,37 @@ def comparison_table(report: ResultsReport) -> list[str]:
     return _table(header, rows)
 
 
+def matched_table(report: ResultsReport) -> list[str]:
+    digits = _digits(report.quality.name)
+    header = [
+        "method",
+        *_axis_header(report),
+        "baseline at its reached sparsity",
+        "pairs",
+        f"Δ {report.quality.label} (mean ± std)",
+        "paired t-test p",
+        "Wilcoxon p",
+    ]
+    rows = []
+    for matched in report.matched:
+        change = matched.comparison.difference
+        rows.append(
+            [
+                matched.variant,
+                matched.target,
+                *(value or "—" for value in matched.axes),
+                matched.baseline,
+                str(matched.comparison.pairs),
+                "—"
+                if change is None
+                else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}",
+                matched.comparison.t_test.cell(),
+                matched.comparison.wilcoxon.cell(),
+            ]
+        )
+    return _table(header, rows)
+
+
 def hypervolume_table(report: ResultsReport) -> list[str]:
     rows = []
     for method, volume in sorted(report.hypervolume.items(), key=lambda kv: -kv[1]):
@@ -122,8 +154,9 @@ def importance_table(report: ResultsReport) -> list[str]:
 
 
 def _series_label(row: Row, report: ResultsReport) -> str:
+    name = row.series[0]
     axes = ", ".join(f"{k}={v or '—'}" for k, v in zip(report.axes.shared, row.axes, strict=True))
-    return f"{row.variant} [{axes}]" if axes else row.variant
+    return f"{name} [{axes}]" if axes else name
 
 
 def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: str) -> Path:
@@ -134,7 +167,7 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
     matplotlib.use("Agg")  # no display on servers and CI
     import matplotlib.pyplot as plt
 
-    variants = sorted({r.variant for r in report.rows})
+    variants = sorted({r.series[0] for r in report.rows})
     colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
     series: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
     for row in report.rows:
@@ -144,8 +177,9 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
     }
     labels = {c.name: c.label for c in report.columns}
     quality = report.quality.name
+    outside = len(series) > LEGEND_INSIDE  # the legend beside each panel, not over its points
     figure, panels = plt.subplots(
-        1, len(x_metrics), figsize=(7.5 * len(x_metrics), 5), dpi=110, squeeze=False
+        1, len(x_metrics), figsize=((11.5 if outside else 7.5) * len(x_metrics), 5), dpi=110, squeeze=False
     )
     for axes, x in zip(panels[0], x_metrics, strict=True):
         for (variant, axis_values), rows in series.items():
@@ -176,7 +210,10 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
         axes.set_xlabel(labels.get(x, x))
         axes.set_ylabel(report.quality.label)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        if outside:
+            axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        else:
+            axes.legend(fontsize=7)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path)
@@ -218,6 +255,15 @@ def page_markdown(
         "",
         *results_table(report),
         "",
+    ]
+    if any(r.variant.endswith(", lottery ticket") for r in report.rows):
+        lines += [
+            "A `..., lottery ticket` row is the lottery control of a `pruning.lottery` trial: fresh "
+            "weights under that trial's final masks, retrained for the same budget; the trial's "
+            "trained sparse model is the row of the same name without it.",
+            "",
+        ]
+    lines += [
         (
             f"Measured at the end of each trial: {', '.join(measured)}."
             if measured
@@ -267,6 +313,19 @@ def page_markdown(
             f"per row and uncorrected for multiple comparisons ({tests} rows). The t-test needs 2 "
             "pairs with spread; the exact Wilcoxon test over n non-zero differences cannot go "
             "below p = 2/2^n, so it is given from 6 pairs.",
+        ]
+    if report.matched:
+        lines += [
+            "",
+            "## Paired differences at matched sparsity",
+            "",
+            *matched_table(report),
+            "",
+            f"Δ = method − baseline in {quality.label} ({quality.better} is better), paired by seed: "
+            "each baseline trial ran the config of the method's trial of that seed with the "
+            "baseline's method, at the sparsity that trial reached (tag `matched_to`); its rows in "
+            "the results table are the `... matched to ...` ones. Two-sided p-values as above, "
+            f"uncorrected ({len(report.matched)} rows).",
         ]
     lines += ["", f"## Importance of the swept axes for {quality.label}", ""]
     if report.importance.values:

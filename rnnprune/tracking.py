@@ -399,7 +399,7 @@ def _plain_run(run: Any) -> dict[str, Any]:
 # Tags the analysis reads back; MLflow's own (`mlflow.*`: the model-log history, the note) can be
 # kilobytes per run and are left on the server.
 RECORD_TAGS = frozenset(
-    {"method", "task", "seed", "target_sparsity", "sweep", "arch", "matched_to", OUTPUTS_TAG}
+    {"method", "task", "seed", "target_sparsity", "sweep", "arch", "matched_to", "variant", OUTPUTS_TAG}
 )
 
 

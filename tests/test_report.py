@@ -4,6 +4,7 @@ results page, from synthetic runs; the page and its HTML artifact from a small S
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,119 @@ def test_measured_columns_and_the_speed_plot_appear_only_when_runs_report_them(t
     assert text.count("data:image") == 0 and page.html.count("data:image/png;base64,") == 2
 
 
+def matched_runs() -> list[RunRecord]:
+    """Lattice at two named variants and two fine-tunes over three seeds; global magnitude and
+    random matched to each lattice run at the sparsity it reached (not the lattice target)."""
+    runs: list[RunRecord] = []
+    for name, target, reached, accuracy in (
+        ("binary q=0.5", 0.5, 0.5003, 0.96),
+        ("rho=0.05", 0.99, 0.9453, 0.2),
+    ):
+        for finetune in (0, 1):
+            for seed in range(3):
+                lattice = record(
+                    len(runs),
+                    "lattice",
+                    target,
+                    seed,
+                    accuracy + 0.01 * finetune + SEED_OFFSET[seed],
+                    **{"pruning.params.mode": name.split()[0], "pruning.schedule.finetune_epochs": finetune},
+                )
+                lattice = replace(
+                    lattice,
+                    tags={**lattice.tags, "variant": name},
+                    metrics={**lattice.metrics, "sparsity": reached},
+                )
+                runs.append(lattice)
+                for baseline, gain in (("global_magnitude", 0.02), ("random", -0.1)):
+                    # Seed-dependent gaps, so the paired differences have spread.
+                    quality = lattice.metrics["test_accuracy"] + gain * (1 + seed)
+                    matched = record(
+                        len(runs),
+                        baseline,
+                        reached,
+                        seed,
+                        quality,
+                        **{"pruning.schedule.finetune_epochs": finetune},
+                    )
+                    runs.append(replace(matched, tags={**matched.tags, "matched_to": lattice.run_id}))
+    return runs
+
+
+def test_matched_baselines_pair_with_the_run_they_were_matched_to() -> None:
+    report = build_report(matched_runs())
+    assert report.axes.shared == ("pruning.schedule.finetune_epochs",)
+    assert report.axes.own == {}  # what a named variant sets is its name, not an axis
+    # global_magnitude ran only matched: no plain baseline, and the page says where it went
+    assert report.baseline is None and "only as a matched baseline" in report.baseline_note
+    labels = {(r.variant, r.target, r.axes) for r in report.rows}
+    assert ("lattice (binary q=0.5)", "0.5", ("1",)) in labels
+    assert ("random matched to lattice (rho=0.05)", "0.99", ("0",)) in labels  # at the reference's target
+    assert len(report.rows) == 12 and all(r.n == 3 for r in report.rows)
+    # A baseline's rows for every lattice point make one plot line per fine-tune.
+    assert {r.series for r in report.rows if r.method == "random"} == {
+        ("random matched to lattice", ("0",)),
+        ("random matched to lattice", ("1",)),
+    }
+    matched = {(m.variant, m.axes, m.baseline): m.comparison for m in report.matched}
+    assert len(matched) == 8
+    against_random = matched[("lattice (rho=0.05)", ("1",), "random")]
+    assert against_random.pairs == 3 and against_random.difference is not None
+    assert against_random.difference.mean == pytest.approx(0.1 * (1 + 2 + 3) / 3)  # lattice − random
+    expected = scipy_stats.ttest_rel([0.0] * 3, [-0.1, -0.2, -0.3]).pvalue
+    assert against_random.t_test.p_value == pytest.approx(expected)
+    against_magnitude = matched[("lattice (binary q=0.5)", ("0",), "global_magnitude")]
+    assert against_magnitude.difference is not None and against_magnitude.difference.mean == pytest.approx(
+        -0.04
+    )
+
+
+def test_matched_differences_are_a_section_of_the_page(tmp_path: Path) -> None:
+    provenance = Provenance("rnnprune report lattice", "abc1234", "CPU (2 cores)", "2026-01-01 00:00 UTC")
+    page = write_page(build_report(matched_runs()), tmp_path / "lattice.md", "Lattice", "Sweep s", provenance)
+    text = page.markdown.read_text()
+    assert "## Paired differences at matched sparsity" in text
+    rows = table_rows(
+        text, "method | target | pruning.schedule.finetune_epochs | baseline at its reached sparsity"
+    )
+    assert len(rows) == 8
+    assert rows[0][:5] == ["lattice (binary q=0.5)", "0.5", "0", "global_magnitude", "3"]
+    assert "No comparison: global_magnitude ran only as a matched baseline" in text
+
+
+def test_a_lottery_trial_is_two_rows_the_trained_model_and_the_ticket() -> None:
+    runs = []
+    for variant, lottery, trained, ticket in (
+        ("torus DoG", True, 60.0, 90.0),
+        ("no penalty", False, 77.0, 0),
+    ):
+        for seed in range(3):
+            extra: dict[str, object] = {
+                "pruning.lottery": lottery,
+                "task": "navigation",
+                "quality_name": "test_error_cm",
+            }
+            if lottery:
+                extra["metric:sparse_test_error_cm"] = trained + seed
+            run = record(len(runs), "moduli", 0.9, seed, (ticket if lottery else trained) + seed, **extra)
+            runs.append(replace(run, tags={**run.tags, "variant": variant}))
+    report = build_report(runs, baseline="moduli (no penalty)")
+    rows = by_label(report.rows)
+    assert set(rows) == {
+        ("moduli (no penalty)", "0.9"),
+        ("moduli (torus DoG)", "0.9"),
+        ("moduli (torus DoG), lottery ticket", "0.9"),
+    }
+    assert rows[("moduli (torus DoG)", "0.9")].values["test_error_cm"].mean == pytest.approx(61.0)
+    assert rows[("moduli (torus DoG), lottery ticket", "0.9")].values["test_error_cm"].mean == pytest.approx(
+        91.0
+    )
+    trained = rows[("moduli (torus DoG)", "0.9")].comparison
+    assert trained is not None and trained.difference is not None
+    assert trained.difference.mean == pytest.approx(-17.0)  # the trained model, not the ticket, vs no penalty
+    assert report.axes.shared == () and report.left_out == 0
+
+
 # ---- through the CLI, against a SQLite store ---------------------------------------------
 
 
@@ -311,6 +425,26 @@ def test_report_command_writes_the_page_and_logs_its_html_to_the_parent_run(
     assert "report/s1.html" in {a.path for a in client.list_artifacts(parent, "report")}
     page = (Path(client.download_artifacts(parent, "report/s1.html", str(tmp_path)))).read_text()
     assert "<table>" in page and page.count("data:image/png;base64,") == 1 and "Wilcoxon p" in page
+
+
+def test_the_report_reads_a_lottery_trials_trained_model_from_the_store(tmp_path: Path) -> None:
+    from rnnprune.publish import read_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = ensure_experiment(client, "lottery", uri, tmp_path)
+    parent = start_parent_run(client, experiment_id, "l1", {"sweep": "l1"}, None)
+    config = {"task": {"name": "seq_mnist"}, "pruning": {"method": "moduli", "lottery": True}, "seed": 0}
+    run = ChildRun(uri, experiment_id, parent, "t0", "lottery", params=config, tags={"method": "moduli"})
+    metrics = {"test_accuracy": 0.5, "sparse_test_accuracy": 0.9, "sparsity": 0.9, "per_tensor.x": 0.1}
+    run.log_metrics(metrics, step=1)
+    run.finish()
+    _, _, runs = read_runs(uri, "l1")
+    assert runs[0].params["pruning.lottery"] == "True"
+    assert set(runs[0].metrics) == {"test_accuracy", "sparse_test_accuracy", "sparsity"}
+    rows = by_label(build_report(runs).rows)
+    assert rows[("moduli", "?")].values["test_accuracy"].mean == 0.9
+    assert rows[("moduli, lottery ticket", "?")].values["test_accuracy"].mean == 0.5
 
 
 def test_report_input_errors_are_one_line(

@@ -44,6 +44,20 @@ def test_matched_overrides_drop_the_reference_params_and_take_the_reached_sparsi
     }
 
 
+def test_matched_overrides_drop_a_whole_params_block_too() -> None:
+    reference = {
+        "pruning.method": "lattice",
+        "pruning.params": {"mode": "continuous", "rho": 0.05},
+        "pruning.target_sparsity": 0.99,
+        "pruning.schedule.finetune_epochs": 1,
+    }
+    assert matched_overrides(reference, "random", 0.9453) == {
+        "pruning.method": "random",
+        "pruning.target_sparsity": 0.9453,
+        "pruning.schedule.finetune_epochs": 1,
+    }
+
+
 def test_references_default_to_every_method_that_is_not_a_baseline(tmp_path: Path) -> None:
     methods = {"units": {}, "lattice": {}, "global_magnitude": {}}
     loaded = load_spec(_spec(tmp_path, {"methods": ["global_magnitude", "random"]}, methods))
@@ -136,7 +150,7 @@ LEADERBOARD = Path(__file__).parent.parent / "sweeps" / "leaderboard"
 
 @pytest.mark.parametrize(
     ("name", "targets", "grid", "matched"),
-    [("seq_mnist_lstm128", [0.5, 0.8, 0.9, 0.95, 0.98], 135, 30), ("seq_mnist_gru128", [0.9, 0.98], 54, 12)],
+    [("seq_mnist_lstm128", [0.5, 0.8, 0.9, 0.95, 0.98], 135, 15), ("seq_mnist_gru128", [0.9, 0.98], 54, 6)],
 )
 def test_leaderboard_specs_run_every_built_in_method_on_one_budget(
     name: str, targets: list[float], grid: int, matched: int
@@ -155,4 +169,98 @@ def test_leaderboard_specs_run_every_built_in_method_on_one_budget(
         budgets.add((config.training.epochs, schedule.kind, schedule.prune_epochs, schedule.finetune_epochs))
         assert config.task.typed_params.max_train_examples == 24000
         assert config.model.hidden_size == 128 and config.model.cell == name.split("_")[-1][:-3]
-    assert budgets == {(10, "gradual", 10, 5)}
+    assert budgets == {(10, "gradual", 4, 2)}
+
+
+LATTICE = Path(__file__).parent.parent / "sweeps" / "lattice" / "seq_mnist_lstm128.yaml"
+
+
+def test_the_lattice_reproduction_reuses_the_leaderboards_dense_models() -> None:
+    lattice = load_spec(LATTICE)
+    leaderboard = load_spec(LEADERBOARD / "seq_mnist_lstm128.yaml")
+    dense = {c.seed: c.dense_hash() for c in (leaderboard.trial_config(v, {}) for v in leaderboard.variants)}
+    configs = [lattice.trial_config(v, {}) for v in lattice.variants]
+    assert {c.seed for c in configs} == {0, 1, 2}
+    assert all(c.dense_hash() == dense[c.seed] for c in configs)
+    assert lattice.trial_count == 72 and lattice.matched_trial_bound == 144
+    assert lattice.spec.matched_baselines is not None
+    assert lattice.spec.matched_baselines.methods == ["global_magnitude", "random"]
+    points = {}
+    for variant, config in zip(lattice.variants, configs, strict=True):
+        params = config.pruning.typed_params
+        assert tuple(config.pruning.scope) == ("hh",) and config.pruning.schedule.kind == "one_shot"
+        assert config.pruning.schedule.finetune_epochs in (0, 1)
+        if params.mode == "binary":  # a fixed quantile, recorded as the target
+            assert params.quantile == config.pruning.target_sparsity
+            points[variant.name] = params.quantile
+        else:
+            points[variant.name] = params.rho
+    assert list(points.values()) == [0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.0, 0.01, 0.05, 0.1, 0.2]
+
+
+@pytest.mark.slow
+def test_a_tiny_lattice_reproduction_reports_lattice_minus_each_matched_baseline(
+    sweep_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_report import table_rows
+
+    from rnnprune.cli import main
+
+    # The shape of sweeps/lattice/seq_mnist_lstm128.yaml on the tiny trial (LSTM(12)).
+    spec = sweep_dir / "lattice.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "lattice-tiny",
+                "base": "trial.yaml",
+                "set": {
+                    "pruning.scope": ["hh"],
+                    "pruning.schedule": {"kind": "one_shot", "finetune_epochs": 1},
+                    "latency.measure": False,
+                },
+                "axes": {"pruning.schedule.finetune_epochs": [0, 1], "seed": [0, 1]},
+                "methods": {"lattice": {}},
+                "variants": {
+                    "lattice": {
+                        "binary q=0.5": {
+                            "pruning.params.mode": "binary",
+                            "pruning.params.quantile": 0.5,
+                            "pruning.target_sparsity": 0.5,
+                        },
+                        "continuous rho=0.25": {
+                            "pruning.params.mode": "continuous",
+                            "pruning.params.rho": 0.25,
+                            "pruning.target_sparsity": 0.99,
+                        },
+                    }
+                },
+                "matched_baselines": {"methods": ["global_magnitude", "random"]},
+                "max_concurrent_trials": 2,
+                "storage_path": str(sweep_dir / "storage"),
+            }
+        )
+    )
+    outcome = run_sweep(spec, workdir=sweep_dir, num_cpus=2, progress=False)
+    assert outcome.errors == 0
+    matched = [r for r in outcome.rows if r["matched_to"]]
+    assert len(outcome.rows) == 8 + len(matched) and 0 < len(matched) <= 16
+    output = sweep_dir / "lattice.md"
+    assert (
+        main(["report", "lattice-tiny", "--tracking-uri", outcome.tracking_uri, "--output", str(output)]) == 0
+    )
+    text = output.read_text()
+    results = {(row[0], row[1], row[2]) for row in table_rows(text, "method")}
+    assert ("lattice (continuous rho=0.25)", "0.99", "1") in results
+    assert ("random matched to lattice (continuous rho=0.25)", "0.99", "1") in results
+    paired = table_rows(
+        text, "method | target | pruning.schedule.finetune_epochs | baseline at its reached sparsity"
+    )
+    pairs = {(row[0], row[2], row[3]): row[4] for row in paired}
+    # Every lattice row against both baselines, two seeds each (a reference reached a sparsity
+    # the baseline cannot run at, all of W_hh, only with every neuron dropped: not at rho 0.25).
+    assert pairs == {
+        (variant, finetune, baseline): "2"
+        for variant in ("lattice (binary q=0.5)", "lattice (continuous rho=0.25)")
+        for finetune in ("0", "1")
+        for baseline in ("global_magnitude", "random")
+    }

@@ -64,6 +64,85 @@ methods:
     assert "[11] random:" in dry_run(loaded) and "trials: 12" in dry_run(loaded)
 
 
+def test_named_variants_tie_overrides_together_and_run_at_every_grid_point(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: named
+base: trial.yaml
+axes: {seed: [0, 1]}
+methods:
+  lattice: {pruning.schedule.finetune_epochs: [0, 1]}
+  global_magnitude: {}
+variants:
+  lattice:
+    binary q=0.3: {pruning.params.mode: binary, pruning.params.quantile: 0.3, pruning.target_sparsity: 0.3}
+    continuous rho=0.1: {pruning.params: {mode: continuous, rho: 0.1}, pruning.target_sparsity: 0.99}
+""",
+    )
+    loaded = load_spec(spec)
+    # 2 variants x 2 fine-tunes x 2 seeds of lattice, 2 seeds of global_magnitude
+    assert loaded.trial_count == 10
+    lattice = [v for v in loaded.variants if v.method == "lattice"]
+    assert [v.name for v in lattice] == ["binary q=0.3"] * 4 + ["continuous rho=0.1"] * 4
+    assert {v.name for v in loaded.variants if v.method == "global_magnitude"} == {None}
+    binary = loaded.trial_config(lattice[3], {})
+    assert binary.pruning.typed_params.quantile == 0.3 and binary.pruning.target_sparsity == 0.3
+    assert binary.pruning.schedule.finetune_epochs == 1 and binary.seed == 1
+    continuous = loaded.trial_config(lattice[4], {})
+    assert continuous.pruning.typed_params.mode == "continuous" and continuous.pruning.typed_params.rho == 0.1
+    text = dry_run(loaded)
+    assert "[0] lattice [binary q=0.3]: pruning.params.mode=binary" in text
+    assert "[8] global_magnitude: seed=0" in text and "trials: 10" in text
+
+
+def test_a_variant_name_is_the_trials_tag(tmp_path: Path) -> None:
+    from rnnprune.sweep.trainable import SweepContext, trial_of
+
+    spec = _write_spec(
+        tmp_path,
+        """
+name: tagged
+base: trial.yaml
+methods: {moduli: {}, global_magnitude: {}}
+variants:
+  moduli:
+    torus DoG: {}
+    dense, no penalty: {pruning.params.space: none, pruning.target_sparsity: 0.0}
+""",
+    )
+    context = SweepContext(load_spec(spec), "sqlite:///unused.db", "0", "parent", log_models=False)
+    tagged = [trial_of({"variant": i, "sampled": {}}, context) for i in range(len(context.spec.variants))]
+    assert [tags for _, tags in tagged] == [{"variant": "torus DoG"}, {"variant": "dense, no penalty"}, {}]
+    dense = tagged[1][0]
+    assert dense.pruning.target_sparsity == 0.0 and dense.pruning.typed_params.space == "none"
+    assert tagged[0][0].pruning.typed_params.space == "torus"  # the base's params
+
+
+def test_random_search_chooses_among_named_variants_keeping_their_overrides(tmp_path: Path) -> None:
+    spec = _write_spec(
+        tmp_path,
+        """
+name: sampled-named
+base: trial.yaml
+axes: {seed: [0, 1, 2]}
+methods: {moduli: {}}
+variants:
+  moduli:
+    torus: {}
+    klein: {pruning.params.space: klein}
+search: {algorithm: random, num_samples: 4}
+""",
+    )
+    loaded = load_spec(spec)
+    assert [(v.name, v.grid) for v in loaded.variants] == [
+        ("torus", {}),
+        ("klein", {"pruning.params.space": "klein"}),
+    ]
+    assert loaded.variants[1].sampled["seed"].choice == [0, 1, 2]
+    assert loaded.trial_count == 4
+
+
 def test_sampled_axes_stay_with_their_method(tmp_path: Path) -> None:
     spec = _write_spec(
         tmp_path,

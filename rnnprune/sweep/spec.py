@@ -14,6 +14,10 @@ rather than in a trial an hour later.
     methods:                               # one block per method; its own axes
       global_magnitude: {}
       random: {pruning.params.layerwise: [false, true]}
+      lattice: {}
+    variants:                              # named sets of overrides of one method, tied
+      lattice:                             # together; every variant runs every grid point
+        continuous rho=0.1: {pruning.params.mode: continuous, pruning.params.rho: 0.1}
     search: {algorithm: grid}              # grid | random | optuna
     scheduler: {kind: fifo}                # fifo | asha (within each sparsity level)
     resources: {cpu: 1, gpu: 0}
@@ -255,6 +259,11 @@ class SweepSpec(_Strict):
     matched_baselines: MatchedBaselines | None = Field(
         default=None, description="Baselines at the sparsity other methods reached (after the grid)."
     )
+    variants: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Method -> named variants, each a set of overrides (dotted keys) set together; "
+        "the method's trials run every variant at every grid point, tagged `variant` with its name.",
+    )
 
     @field_validator("methods")
     @classmethod
@@ -297,11 +306,13 @@ class SweepSpec(_Strict):
 
 @dataclass(frozen=True)
 class Variant:
-    """One grid point: a method and the values of its grid axes (dotted paths)."""
+    """One grid point: a method, the values of its grid axes and of its named variant's overrides
+    (dotted paths), and that variant's name (None: the method has no named variants)."""
 
     method: str
     grid: dict[str, Any]
     sampled: dict[str, Sampled]
+    name: str | None = None
 
     def overrides(self, sampled_values: Mapping[str, Any]) -> dict[str, Any]:
         return {
@@ -355,7 +366,10 @@ class LoadedSpec:
 def matched_overrides(reference: Mapping[str, Any], baseline: str, reached: float) -> dict[str, Any]:
     """A reference trial's overrides with its method and method params swapped for `baseline`'s
     (defaults) and its target for the sparsity it reached."""
-    kept = {k: v for k, v in reference.items() if not k.startswith("pruning.params.")}
+    # A whole params block (`pruning.params: {...}`) is the reference method's too.
+    kept = {
+        k: v for k, v in reference.items() if k != "pruning.params" and not k.startswith("pruning.params.")
+    }
     return {**kept, "pruning.method": baseline, "pruning.target_sparsity": reached}
 
 
@@ -404,13 +418,60 @@ def _split(axes: Mapping[str, Axis], algorithm: str) -> tuple[dict[str, list[Any
 
 
 def expand(spec: SweepSpec) -> tuple[Variant, ...]:
-    """Grid points of every method (the method's axes override shared axes of the same path)."""
+    """Grid points of every method and each of its named variants (the method's axes override
+    shared axes of the same path; a variant's overrides are never axes, `_check_named`)."""
     variants = []
     for method, own_axes in spec.methods.items():
         grid, sampled = _split({**spec.axes, **own_axes}, spec.search.algorithm)
-        for values in itertools.product(*grid.values()):
-            variants.append(Variant(method, dict(zip(grid, values, strict=True)), sampled))
+        named: Mapping[str | None, Mapping[str, Any]] = spec.variants.get(method) or {None: {}}
+        for name, fixed in named.items():
+            for values in itertools.product(*grid.values()):
+                variants.append(
+                    Variant(method, {**fixed, **dict(zip(grid, values, strict=True))}, sampled, name)
+                )
     return tuple(variants)
+
+
+def _check_named(spec: SweepSpec, path: Path, lines: Mapping[tuple[str, ...], int]) -> None:
+    """Named variants belong to a method of the sweep and set trial-config paths that no axis of
+    that method also sets (a value would silently win over the other)."""
+
+    def problem(loc: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(f"invalid sweep spec:\n  {path}{_where(lines, loc)}: {'.'.join(loc)}: {message}")
+
+    for method, named in spec.variants.items():
+        if method not in spec.methods:
+            raise problem(
+                ("variants", method),
+                f"{method!r} is not a method of this sweep ({', '.join(spec.methods)}); "
+                "name methods of the `methods` block",
+            )
+        if not named:
+            raise problem(("variants", method), "no variants; name at least one or leave the method out")
+        axes = {**spec.axes, **spec.methods[method]}
+        for name, overrides in named.items():
+            if not name.strip() or not name.isprintable():
+                raise problem(
+                    ("variants", method, name), "a variant's name must be printable text, not blank"
+                )
+            for key in overrides:
+                loc = ("variants", method, name, key)
+                if not _AXIS_PATH.match(key):
+                    raise problem(
+                        loc, "override keys are dotted trial-config paths like pruning.params.space"
+                    )
+                if key == "pruning.method":
+                    raise problem(
+                        loc, "pruning.method is set by the methods block; a variant sets its params"
+                    )
+                # A block and a path inside it overlap too: the later one would replace the other.
+                overlap = [a for a in axes if a == key or a.startswith(f"{key}.") or key.startswith(f"{a}.")]
+                if overlap:
+                    raise problem(
+                        loc,
+                        f"axis {overlap[0]} of method {method!r} sets it too; set it in the axis or in "
+                        "the variants, not both",
+                    )
 
 
 def _check_variants(
@@ -429,9 +490,10 @@ def _check_variants(
                 validate_config(raw, source=source)
             except ConfigError as error:
                 axis_lines = "\n".join(f"    {k} = {v!r}" for k, v in {**variant.grid, **probe}.items())
+                named = f" or `variants.{variant.method}.{variant.name}`" if variant.name else ""
                 raise ConfigError(
                     f"{error}\n  in the trial of method {variant.method!r} with\n{axis_lines}\n"
-                    f"  Fix the axis value in `axes` or `methods.{variant.method}`."
+                    f"  Fix the value in `axes`, `methods.{variant.method}`{named}."
                 ) from None
 
 
@@ -514,6 +576,7 @@ def load_spec(path: Path) -> LoadedSpec:
             f"{error}\n  (base trial config of sweep spec {path}{_where(lines, ('base',))})"
         ) from None
     spec = _with_task_metrics(spec, validate_config(base).task.name, path, lines)
+    _check_named(spec, path, lines)
     variants = expand(spec)
     _check_variants(base, spec, variants, source=str(path))
     _check_matched(base, spec, variants, path, lines)
@@ -638,7 +701,8 @@ def dry_run(loaded: LoadedSpec) -> str:
     ]
     for index, (variant, sampled) in enumerate(iter_trials(loaded)):
         axes = ", ".join(f"{k}={v}" for k, v in {**variant.grid, **sampled}.items())
-        lines.append(f"  [{index}] {variant.method}: {axes or '(base config)'}")
+        named = f" [{variant.name}]" if variant.name else ""
+        lines.append(f"  [{index}] {variant.method}{named}: {axes or '(base config)'}")
     concurrency = spec.max_concurrent_trials or "as resources allow"
     if spec.matched_baselines is not None:
         lines.append(

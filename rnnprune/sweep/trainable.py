@@ -83,15 +83,16 @@ def run_name(config: TrialConfig) -> str:
 
 
 def trial_of(tune_config: dict[str, Any], context: SweepContext) -> tuple[TrialConfig, dict[str, str]]:
-    """The trial's config and its extra tags: a grid point's, or a matched baseline's
-    (`matched_to`: the reference runs, comma-separated)."""
+    """The trial's config and its extra tags: a grid point's (`variant`: the name of the
+    method's named variant, if it has them), or a matched baseline's (`matched_to`: the
+    reference runs, comma-separated)."""
     if MATCHED_KEY in tune_config:
         matched = tune_config[MATCHED_KEY]
         config = context.spec.config_of(matched["overrides"], f"matched baseline {matched['overrides']}")
         return config, {"matched_to": matched["matched_to"]}
     variant = context.spec.variants[tune_config["variant"]]
     sampled = {path: tune_config["sampled"][sampled_key(variant.method, path)] for path in variant.sampled}
-    return context.spec.trial_config(variant, sampled), {}
+    return context.spec.trial_config(variant, sampled), {"variant": variant.name} if variant.name else {}
 
 
 def sweep_trial(tune_config: dict[str, Any], context: SweepContext) -> None:
