@@ -202,6 +202,46 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Ranked:
+    """A row's place among the rows of its target and shared axes, and its paired comparison
+    with the row ranked next (None for the last)."""
+
+    row: Row
+    versus_next: Comparison | None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    target: str
+    axes: tuple[str, ...]
+    ranked: tuple[Ranked, ...]  # best quality first
+
+
+def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
+    """Per target and shared axes, the rows (matched baselines aside: they ran at other
+    sparsities) by mean quality, best first, each compared seed by seed with the next one."""
+    groups: dict[tuple[str, tuple[str, ...]], list[Row]] = defaultdict(list)
+    for row in rows:
+        if quality.name in row.values and not matched_to(row.runs[0]):
+            groups[(row.target, row.axes)].append(row)
+    result = []
+    for (target, axes), members in sorted(
+        groups.items(), key=lambda item: (_as_number(item[0][0]), item[0][1])
+    ):
+        members.sort(key=lambda r: r.values[quality.name].mean, reverse=quality.maximize)
+        ranked = []
+        for row, following in zip(members, [*members[1:], None], strict=True):
+            versus = None
+            if following is not None:
+                mine, theirs = _per_seed(row.runs, quality.name), _per_seed(following.runs, quality.name)
+                seeds = sorted(s for s in mine if s in theirs)
+                versus = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
+            ranked.append(Ranked(row, versus))
+        result.append(Ranking(target, axes, tuple(ranked)))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
 class Importance:
     """fANOVA importance of each swept axis for quality (sums to 1), or why it was not computed."""
 
@@ -226,6 +266,7 @@ class ResultsReport:
     importance: Importance = Importance({}, 0, "")
     left_out: int = 0  # finished runs without the quality metric or sparsity
     matched: tuple[MatchedComparison, ...] = ()  # rows against their matched baselines
+    rankings: tuple[Ranking, ...] = ()  # per target and shared axes, best first
 
 
 def column_metric(name: str, task: str | None) -> Metric:
@@ -327,6 +368,7 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
         importance=axis_importance(usable, quality, axes),
         left_out=len({r.run_id for r in runs} - {r.run_id for r in usable}),
         matched=matched_comparisons(rows, usable, quality.name, axes),
+        rankings=rankings(rows, quality),
     )
 
 

@@ -105,6 +105,49 @@ def comparison_table(report: ResultsReport) -> list[str]:
     return _table(header, rows)
 
 
+SIGNIFICANCE = 0.05
+SHORT_OF_TARGET = 0.005  # reached sparsity this far below the target is flagged in the ranking
+
+
+def ranking_section(report: ResultsReport) -> list[str]:
+    """Per target (and shared axes), the methods by mean quality, and whether each is ahead of
+    the next one by a paired t-test at 5% (uncorrected)."""
+    digits = _digits(report.quality.name)
+    lines: list[str] = []
+    for ranking in report.rankings:
+        axes = ", ".join(f"{k}={v or '—'}" for k, v in zip(report.axes.shared, ranking.axes, strict=True))
+        lines += ["", f"### Target {ranking.target}" + (f", {axes}" if axes else ""), ""]
+        header = [
+            "rank",
+            "method",
+            "seeds",
+            report.quality.label,
+            "sparsity reached",
+            "Δ to the next (mean ± std)",
+            "paired t-test p",
+            f"ahead of the next at {SIGNIFICANCE:g}",
+        ]
+        rows = []
+        for place, ranked in enumerate(ranking.ranked, 1):
+            row, versus = ranked.row, ranked.versus_next
+            sparsity = row.values.get("sparsity")
+            reached = "—" if sparsity is None else f"{sparsity.mean:.4f}"
+            if sparsity is not None and sparsity.mean < float(ranking.target) - SHORT_OF_TARGET:
+                reached += " (short of target)"
+            if versus is None or versus.difference is None:
+                change, p_cell, verdict = "—", "—", "—"
+            else:
+                d = versus.difference
+                change = f"{d.mean:+.{digits}f} ± {format_spread(d.std, d.n, digits)}"
+                p_cell = versus.t_test.cell()
+                p_value = versus.t_test.p_value
+                verdict = "n/a" if p_value is None else ("yes" if p_value < SIGNIFICANCE else "no")
+            quality = spread_cell(row.values[report.quality.name], digits, row.n)
+            rows.append([str(place), row.variant, str(row.n), quality, reached, change, p_cell, verdict])
+        lines += _table(header, rows)
+    return lines
+
+
 def matched_table(report: ResultsReport) -> list[str]:
     digits = _digits(report.quality.name)
     header = [
@@ -298,6 +341,18 @@ def page_markdown(
         ]
     else:
         lines.append(f"No hypervolume: {quality.name} has no reference (chance level) for this task.")
+    if report.rankings:
+        lines += [
+            "",
+            "## Ranking per target",
+            "",
+            f"Methods by their seed-mean {report.quality.label} at each target, best first; each is "
+            "compared with the method ranked just below it, paired by seed (paired t-test, two-sided, "
+            f'uncorrected). "ahead … yes": p < {SIGNIFICANCE:g}; "no": the order could be chance at '
+            'this number of seeds; "n/a": no test (too few pairs or no spread). A method whose '
+            "reached sparsity is below its target is marked: it is ranked against sparser models.",
+            *ranking_section(report),
+        ]
     lines += ["", f"## Paired differences to {report.baseline or 'a baseline'}", ""]
     if report.baseline is None:
         lines.append(f"No comparison: {report.baseline_note}.")

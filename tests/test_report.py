@@ -414,6 +414,9 @@ def test_report_command_writes_the_page_and_logs_its_html_to_the_parent_run(
     assert float(paired[0][5]) == pytest.approx(
         0.03125, abs=1e-4
     )  # six pairs, all one sign: the exact 2/2**6
+    ranking = table_rows(text, "rank")  # the first target's: global_magnitude ahead of random
+    assert [row[:3] for row in ranking] == [["1", "global_magnitude", "6"], ["2", "random", "6"]]
+    assert ranking[0][5] == "+0.1000 ± 0.0000" and ranking[0][7] == "n/a"  # no spread: no t-test
     hypervolumes = {row[0]: row for row in table_rows(text, "method | hypervolume of the seed means")}
     assert set(hypervolumes) == {"all", "global_magnitude", "random"}
     assert (tmp_path / "results" / "s1_quality_sparsity.png").read_bytes().startswith(b"\x89PNG")
@@ -502,3 +505,19 @@ def test_a_tracking_uri_with_credentials_is_not_printed_on_the_page() -> None:
 
     made = current(["rnnprune", "report", "s", "--tracking-uri", "https://alice:secret@mlflow.example:5000"])
     assert "secret" not in made.command and "https://***@mlflow.example:5000" in made.command
+
+
+def test_rankings_order_each_target_best_first_and_test_each_against_the_next() -> None:
+    report = build_report(classification_runs())
+    assert [r.target for r in report.rankings] == ["0.5", "0.9"]
+    first = report.rankings[0]
+    assert [r.row.variant for r in first.ranked] == ["global_magnitude", "lattice", "one_shot", "random"]
+    top, _, third, last = first.ranked
+    # global_magnitude against lattice: the three seeds lattice ran, 0.95 - 0.93 plus offsets.
+    assert top.versus_next is not None and top.versus_next.pairs == 3
+    assert top.versus_next.difference is not None and top.versus_next.difference.mean == pytest.approx(
+        0.02 + 0.5 * sum(SEED_OFFSET[:3]) / 3
+    )
+    assert third.versus_next is not None and third.versus_next.pairs == 1  # one_shot ran one seed
+    assert third.versus_next.t_test.p_value is None
+    assert last.versus_next is None
