@@ -22,6 +22,7 @@ from benchmarks.common import write_result
 from rnnprune import catalogue
 from rnnprune.pareto import ConfigPoint, analyse, task_of
 from rnnprune.publish import read_runs
+from rnnprune.report import Axes, swept_axes, variant_of
 
 SPEEDUPS = ("speedup_b1", "speedup_b64")
 
@@ -31,15 +32,10 @@ def _dense(point: ConfigPoint, quality: str) -> float:
     return statistics.fmean(values) if values else math.nan
 
 
-def _label(point: ConfigPoint) -> str:
-    params = point.runs[0].params
-    own = [
-        f"{k.removeprefix('pruning.params.')}={v}"
-        for k, v in sorted(params.items())
-        if k.startswith("pruning.params.")
-    ]
-    target = params.get("pruning.target_sparsity", "?")
-    return f"{point.method} @ {target}" + (f" ({', '.join(own)})" if own else "")
+def _label(point: ConfigPoint, axes: Axes) -> str:
+    """The variant (a method with the values of its own swept parameters) at its target."""
+    run = point.runs[0]
+    return f"{variant_of(run, axes)} @ {run.params.get('pruning.target_sparsity', '?')}"
 
 
 def front_rows(name: str, tracking_uri: str, min_b1: float, min_b64: float, within: float) -> dict[str, Any]:
@@ -51,6 +47,7 @@ def front_rows(name: str, tracking_uri: str, min_b1: float, min_b64: float, with
         raise SystemExit(f"error: no finished run of {name} reports {quality} and {', '.join(SPEEDUPS)}")
     sign = 1.0 if catalogue.metric(quality, task).maximize else -1.0
     analysis = analyse(measured, (quality, *SPEEDUPS), task)
+    axes = swept_axes(measured)
     rows = []
     for point in analysis.front():
         dense = _dense(point, quality)
@@ -58,7 +55,7 @@ def front_rows(name: str, tracking_uri: str, min_b1: float, min_b64: float, with
         meets = point.mean["speedup_b1"] >= min_b1 and point.mean["speedup_b64"] >= min_b64 and gap >= -within
         rows.append(
             {
-                "configuration": _label(point),
+                "configuration": _label(point, axes),
                 "seeds": point.n,
                 quality: point.mean[quality],
                 f"{quality}_std": point.std[quality],
