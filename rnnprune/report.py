@@ -201,6 +201,10 @@ class Row:
         return self.line or self.variant, self.axes
 
 
+SHORT_OF_TARGET = 0.005
+"""A row whose reached sparsity is this far below its target is not ranked at that target."""
+
+
 @dataclass(frozen=True)
 class Ranked:
     """A row's place among the rows of its target and shared axes, and its paired comparison
@@ -214,12 +218,19 @@ class Ranked:
 class Ranking:
     target: str
     axes: tuple[str, ...]
-    ranked: tuple[Ranked, ...]  # best quality first
+    ranked: tuple[Ranked, ...]  # best quality first, among the rows that reached the target
+    short: tuple[Row, ...] = ()  # rows that stopped short of the target: denser, so not ranked
+
+
+def _short_of(row: Row, target: str) -> bool:
+    sparsity = row.values.get("sparsity")
+    return sparsity is not None and sparsity.mean < _as_number(target) - SHORT_OF_TARGET
 
 
 def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
-    """Per target and shared axes, the rows (matched baselines aside: they ran at other
-    sparsities) by mean quality, best first, each compared seed by seed with the next one."""
+    """Per target and shared axes, the rows that reached the target (matched baselines aside:
+    they ran at other sparsities) by mean quality, best first, each compared seed by seed with
+    the next one; rows that stopped short of the target are listed apart, unranked."""
     groups: dict[tuple[str, tuple[str, ...]], list[Row]] = defaultdict(list)
     for row in rows:
         if quality.name in row.values and not matched_to(row.runs[0]):
@@ -229,15 +240,17 @@ def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
         groups.items(), key=lambda item: (_as_number(item[0][0]), item[0][1])
     ):
         members.sort(key=lambda r: r.values[quality.name].mean, reverse=quality.maximize)
+        reached = [r for r in members if not _short_of(r, target)]
         ranked = []
-        for row, following in zip(members, [*members[1:], None], strict=True):
+        for row, following in zip(reached, [*reached[1:], None], strict=True):
             versus = None
             if following is not None:
                 mine, theirs = _per_seed(row.runs, quality.name), _per_seed(following.runs, quality.name)
                 seeds = sorted(s for s in mine if s in theirs)
                 versus = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
             ranked.append(Ranked(row, versus))
-        result.append(Ranking(target, axes, tuple(ranked)))
+        short = tuple(r for r in members if _short_of(r, target))
+        result.append(Ranking(target, axes, tuple(ranked), short))
     return tuple(result)
 
 

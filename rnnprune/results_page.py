@@ -17,7 +17,7 @@ from rnnprune.curves import CurvesReport
 from rnnprune.curves_page import curves_section, plot_curves
 from rnnprune.dashboard import PALETTE
 from rnnprune.provenance import Provenance
-from rnnprune.report import METHOD_AXIS, SPEEDUPS, TARGET, ResultsReport, Row
+from rnnprune.report import METHOD_AXIS, SHORT_OF_TARGET, SPEEDUPS, TARGET, ResultsReport, Row
 from rnnprune.stats import SeedStats, format_spread
 
 COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
@@ -106,7 +106,6 @@ def comparison_table(report: ResultsReport) -> list[str]:
 
 
 SIGNIFICANCE = 0.05
-SHORT_OF_TARGET = 0.005  # reached sparsity this far below the target is flagged in the ranking
 
 
 def ranking_section(report: ResultsReport) -> list[str]:
@@ -132,8 +131,6 @@ def ranking_section(report: ResultsReport) -> list[str]:
             row, versus = ranked.row, ranked.versus_next
             sparsity = row.values.get("sparsity")
             reached = "—" if sparsity is None else f"{sparsity.mean:.4f}"
-            if sparsity is not None and sparsity.mean < float(ranking.target) - SHORT_OF_TARGET:
-                reached += " (short of target)"
             if versus is None or versus.difference is None:
                 change, p_cell, verdict = "—", "—", "—"
             else:
@@ -144,6 +141,10 @@ def ranking_section(report: ResultsReport) -> list[str]:
                 verdict = "n/a" if p_value is None else ("yes" if p_value < SIGNIFICANCE else "no")
             quality = spread_cell(row.values[report.quality.name], digits, row.n)
             rows.append([str(place), row.variant, str(row.n), quality, reached, change, p_cell, verdict])
+        for row in ranking.short:
+            quality = spread_cell(row.values[report.quality.name], digits, row.n)
+            reached = f"{row.values['sparsity'].mean:.4f}, short of the target"
+            rows.append(["—", row.variant, str(row.n), quality, reached, "not ranked", "—", "—"])
         lines += _table(header, rows)
     return lines
 
@@ -349,8 +350,9 @@ def page_markdown(
             f"Methods by their seed-mean {report.quality.label} at each target, best first; each is "
             "compared with the method ranked just below it, paired by seed (paired t-test, two-sided, "
             f'uncorrected). "ahead … yes": p < {SIGNIFICANCE:g}; "no": the order could be chance at '
-            'this number of seeds; "n/a": no test (too few pairs or no spread). A method whose '
-            "reached sparsity is below its target is marked: it is ranked against sparser models.",
+            'this number of seeds; "n/a": no test (too few pairs or no spread). A method that '
+            f"stopped more than {SHORT_OF_TARGET:g} below the target sparsity is listed last, unranked: "
+            "it is a denser model (see its matched baseline, where the sweep ran one).",
             *ranking_section(report),
         ]
     lines += ["", f"## Paired differences to {report.baseline or 'a baseline'}", ""]

@@ -521,3 +521,15 @@ def test_rankings_order_each_target_best_first_and_test_each_against_the_next() 
     assert third.versus_next is not None and third.versus_next.pairs == 1  # one_shot ran one seed
     assert third.versus_next.t_test.p_value is None
     assert last.versus_next is None
+    assert all(not r.short for r in report.rankings)
+
+
+def test_a_method_short_of_its_target_is_listed_apart_not_ranked() -> None:
+    runs = classification_runs()
+    short = [r for r in runs if r.method == "lattice" and r.params["pruning.target_sparsity"] == "0.9"]
+    for run in short:
+        run.metrics["sparsity"] = 0.82  # type: ignore[index]
+    ranking = build_report(runs).rankings[1]
+    assert ranking.target == "0.9"
+    assert [r.row.variant for r in ranking.ranked] == ["global_magnitude", "one_shot", "random"]
+    assert [r.variant for r in ranking.short] == ["lattice"]
