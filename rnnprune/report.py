@@ -242,9 +242,10 @@ def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
         members.sort(key=lambda r: r.values[quality.name].mean, reverse=quality.maximize)
         reached = [r for r in members if not _short_of(r, target)]
         ranked = []
-        for row, following in zip(reached, [*reached[1:], None], strict=True):
+        for index, row in enumerate(reached):
             versus = None
-            if following is not None:
+            if index + 1 < len(reached):
+                following = reached[index + 1]
                 mine, theirs = _per_seed(row.runs, quality.name), _per_seed(following.runs, quality.name)
                 seeds = sorted(s for s in mine if s in theirs)
                 versus = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])

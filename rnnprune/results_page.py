@@ -75,6 +75,15 @@ def results_table(report: ResultsReport) -> list[str]:
     return _table(header, rows)
 
 
+def difference_cell(change: SeedStats | None, digits: int) -> str:
+    """A paired difference as `+mean ± std`, or "—" with no pairs."""
+    return (
+        "—"
+        if change is None
+        else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}"
+    )
+
+
 def comparison_table(report: ResultsReport) -> list[str]:
     digits = _digits(report.quality.name)
     header = [
@@ -95,9 +104,7 @@ def comparison_table(report: ResultsReport) -> list[str]:
                 row.variant,
                 *_axis_cells(row),
                 str(row.comparison.pairs),
-                "—"
-                if change is None
-                else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}",
+                difference_cell(change, digits),
                 row.comparison.t_test.cell(),
                 row.comparison.wilcoxon.cell(),
             ]
@@ -134,8 +141,7 @@ def ranking_section(report: ResultsReport) -> list[str]:
             if versus is None or versus.difference is None:
                 change, p_cell, verdict = "—", "—", "—"
             else:
-                d = versus.difference
-                change = f"{d.mean:+.{digits}f} ± {format_spread(d.std, d.n, digits)}"
+                change = difference_cell(versus.difference, digits)
                 p_cell = versus.t_test.cell()
                 p_value = versus.t_test.p_value
                 verdict = "n/a" if p_value is None else ("yes" if p_value < SIGNIFICANCE else "no")
@@ -170,9 +176,7 @@ def matched_table(report: ResultsReport) -> list[str]:
                 *(value or "—" for value in matched.axes),
                 matched.baseline,
                 str(matched.comparison.pairs),
-                "—"
-                if change is None
-                else f"{change.mean:+.{digits}f} ± {format_spread(change.std, change.n, digits)}",
+                difference_cell(change, digits),
                 matched.comparison.t_test.cell(),
                 matched.comparison.wilcoxon.cell(),
             ]
