@@ -245,10 +245,7 @@ def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
         for index, row in enumerate(reached):
             versus = None
             if index + 1 < len(reached):
-                following = reached[index + 1]
-                mine, theirs = _per_seed(row.runs, quality.name), _per_seed(following.runs, quality.name)
-                seeds = sorted(s for s in mine if s in theirs)
-                versus = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
+                versus = compare_by_seed(row.runs, reached[index + 1].runs, quality.name)
             ranked.append(Ranked(row, versus))
         short = tuple(r for r in members if _short_of(r, target))
         result.append(Ranking(target, axes, tuple(ranked), short))
@@ -326,6 +323,13 @@ def _per_seed(runs: Sequence[RunRecord], name: str) -> dict[str, float]:
     return {seed: math.fsum(v) / len(v) for seed, v in values.items()}
 
 
+def compare_by_seed(runs: Sequence[RunRecord], others: Sequence[RunRecord], name: str) -> Comparison:
+    """`compare` of `runs` against `others` on metric `name`, over the seeds both ran."""
+    mine, theirs = _per_seed(runs, name), _per_seed(others, name)
+    seeds = sorted(s for s in mine if s in theirs)
+    return compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
+
+
 def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> ResultsReport:
     """Rows, comparisons, hypervolumes and axis importance of a sweep's finished runs."""
     task = task_of(runs)
@@ -351,10 +355,7 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
         }
         comparison = None
         if chosen is not None and variant != chosen and not matched_to(members[0]):
-            mine = _per_seed(members, quality.name)
-            theirs = _per_seed(baseline_runs.get((target, axis_values), []), quality.name)
-            seeds = sorted(s for s in mine if s in theirs)
-            comparison = compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
+            comparison = compare_by_seed(members, baseline_runs.get((target, axis_values), []), quality.name)
         line = lines.get(variant, "")
         rows.append(
             Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison, line)
