@@ -139,14 +139,18 @@ def _report(args: argparse.Namespace) -> int:
     from rnnprune.publish import publish_report
     from rnnprune.tracking import resolve_tracking_uri
 
-    output = Path(args.output) if args.output else Path("docs") / "results" / f"{args.name}.md"
+    if args.output is None and len(args.names) > 1:
+        raise RnnpruneError(
+            "--output: several sweeps make one page; name its file (for example docs/results/X.md)"
+        )
+    output = Path(args.output) if args.output else Path("docs") / "results" / f"{args.names[0]}.md"
     if output.suffix != ".md":
         raise RnnpruneError(f"--output: {output} is not a Markdown file; give a path ending in .md")
     if args.quality_drop is not None and not args.quality_drop >= 0:
         raise RnnpruneError(f"--quality-drop: {args.quality_drop} is negative; give 0 or more")
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     reported = publish_report(
-        uri, args.name, output, args.command_line, args.baseline, args.title, args.quality_drop
+        uri, args.names, output, args.command_line, args.baseline, args.title, args.quality_drop
     )
     plots = ", ".join(str(p) for p in reported.page.plots)
     print(
@@ -354,17 +358,23 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         help="results page of a sweep (or experiment): tables, plots, significance, axis importance",
     )
-    report.add_argument("name", help="sweep name (its parent run) or MLflow experiment name")
+    report.add_argument(
+        "names",
+        nargs="+",
+        metavar="NAME",
+        help="sweep name (its parent run) or MLflow experiment name; several make one page with a part each",
+    )
     report.add_argument("--tracking-uri", help=tracking_help)
     report.add_argument(
-        "--output", help="Markdown file; the PNG plots go beside it (default: docs/results/NAME.md)"
+        "--output",
+        help="Markdown file; the PNG plots go beside it (default: docs/results/NAME.md for one NAME)",
     )
     report.add_argument(
         "--baseline",
         help="method (or method variant) every other one is compared with, seed by seed "
         "(default: global_magnitude where the runs have it)",
     )
-    report.add_argument("--title", help="the page's title (default: Results of sweep NAME)")
+    report.add_argument("--title", help="the page's title (default: Results of sweep NAME ...)")
     report.add_argument(
         "--quality-drop",
         type=float,

@@ -11,6 +11,7 @@ import json
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from rnnprune.pareto import (
     task_of,
 )
 from rnnprune.report import TRAINED_PREFIX, ResultsReport, build_report
-from rnnprune.results_page import Page, write_page
+from rnnprune.results_page import Page, Section, write_page
 from rnnprune.tracking import (
     OUTPUTS_TAG,
     TrackingError,
@@ -183,7 +184,7 @@ REPORT_ARTIFACTS = "report"  # the parent run's folder of results pages
 
 @dataclass(frozen=True)
 class Reported:
-    report: ResultsReport
+    reports: list[ResultsReport]  # one per name reported
     page: Page
     artifact: str  # the HTML page's path among each parent run's artifacts
     parent_run_ids: list[str]
@@ -191,7 +192,7 @@ class Reported:
 
 def publish_report(
     tracking_uri: str,
-    name: str,
+    names: Sequence[str],
     markdown_path: Path,
     command: Sequence[str],
     baseline: str | None = None,
@@ -199,25 +200,27 @@ def publish_report(
     drop: float | None = None,
 ) -> Reported:
     """`rnnprune report`: the results page of a sweep (or of every sweep of an experiment) as
-    Markdown with plots at `markdown_path`, and as HTML on the parent run(s). Runs that tracked
-    layer graphs per epoch (`track.graphs`) add their curves, quality falling by `drop`
+    Markdown with plots at `markdown_path`, and as HTML on the parent run(s); several names give
+    one page with a part each (reproductions of one paper on several tasks, say). Runs that
+    tracked layer graphs per epoch (`track.graphs`) add their curves, quality falling by `drop`
     (default `rnnprune.curves.DEFAULT_DROP`)."""
-    kind, parents, runs = read_runs(tracking_uri, name)
-    report = build_report(runs, baseline)
-    tracked = [r.run_id for r in runs if r.params.get("track.graphs", "").lower() == "true"]
-    base = quality_base(report.quality)
-    histories = metric_histories(tracking_uri, tracked, lambda metric: wanted(metric, base))
     drop = DEFAULT_DROP if drop is None else drop
-    curves = build_curves(runs, histories, report.axes, report.quality, drop)
-    page = write_page(
-        report,
-        Path(markdown_path),
-        title or f"Results of {kind} {name}",
-        f"{kind.capitalize()} {name}",
-        provenance.current(command),
-        curves,
-    )
+    sections, parents, scopes = [], [], []
+    # 1) read and analyse every name before writing anything: a bad name or baseline leaves no page
+    for name in names:
+        kind, name_parents, runs = read_runs(tracking_uri, name)
+        report = build_report(runs, baseline)
+        tracked = [r.run_id for r in runs if r.params.get("track.graphs", "").lower() == "true"]
+        keep = partial(wanted, quality_base=quality_base(report.quality))
+        histories = metric_histories(tracking_uri, tracked, keep)
+        curves = build_curves(runs, histories, report.axes, report.quality, drop)
+        sections.append(Section(report, f"{kind.capitalize()} {name}", curves))
+        parents += name_parents
+        scopes.append(f"{kind} {name}")
+    # 2) one page, its HTML twin on every parent run
+    default_title = f"Results of {' and '.join(scopes)}"
+    page = write_page(sections, Path(markdown_path), title or default_title, provenance.current(command))
     artifact = f"{REPORT_ARTIFACTS}/{Path(markdown_path).stem}.html"
     for parent in parents:
         log_text_to_parent(tracking_uri, parent["run_id"], {artifact: page.html})
-    return Reported(report, page, artifact, [p["run_id"] for p in parents])
+    return Reported([s.report for s in sections], page, artifact, [p["run_id"] for p in parents])

@@ -16,7 +16,7 @@ from rnnprune.cli import main
 from rnnprune.pareto import RunRecord
 from rnnprune.provenance import Provenance
 from rnnprune.report import ReportError, Row, build_report, compare
-from rnnprune.results_page import write_page
+from rnnprune.results_page import Section, write_page
 from rnnprune.tracking import ChildRun, ensure_experiment, start_parent_run
 
 # Per seed, a small offset shared by every method, so seeds differ and pairing matters.
@@ -194,7 +194,7 @@ def test_axis_importance_ranks_the_axis_that_moves_quality() -> None:
 def test_measured_columns_and_the_speed_plot_appear_only_when_runs_report_them(tmp_path: Path) -> None:
     provenance = Provenance("rnnprune report demo", "abc1234", "CPU (2 cores)", "2026-01-01 00:00 UTC")
     plain = write_page(
-        build_report(classification_runs()), tmp_path / "plain.md", "Plain", "Sweep s", provenance
+        [Section(build_report(classification_runs()), "Sweep s")], tmp_path / "plain.md", "Plain", provenance
     )
     assert [p.name for p in plain.plots] == ["plain_quality_sparsity.png"]
     assert "no speed plot" in plain.markdown.read_text()
@@ -214,7 +214,7 @@ def test_measured_columns_and_the_speed_plot_appear_only_when_runs_report_them(t
     ]
     report = build_report(measured)
     assert [c.name for c in report.columns][-2:] == ["speedup_b1", "model_bytes"]
-    page = write_page(report, tmp_path / "measured.md", "Measured", "Sweep s", provenance)
+    page = write_page([Section(report, "Sweep s")], tmp_path / "measured.md", "Measured", provenance)
     assert [p.name for p in page.plots] == ["measured_quality_sparsity.png", "measured_quality_speedup.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in page.plots)
     text = page.markdown.read_text()
@@ -292,7 +292,9 @@ def test_matched_baselines_pair_with_the_run_they_were_matched_to() -> None:
 
 def test_matched_differences_are_a_section_of_the_page(tmp_path: Path) -> None:
     provenance = Provenance("rnnprune report lattice", "abc1234", "CPU (2 cores)", "2026-01-01 00:00 UTC")
-    page = write_page(build_report(matched_runs()), tmp_path / "lattice.md", "Lattice", "Sweep s", provenance)
+    page = write_page(
+        [Section(build_report(matched_runs()), "Sweep s")], tmp_path / "lattice.md", "Lattice", provenance
+    )
     text = page.markdown.read_text()
     assert "## Paired differences at matched sparsity" in text
     rows = table_rows(
@@ -339,19 +341,20 @@ def test_a_lottery_trial_is_two_rows_the_trained_model_and_the_ticket() -> None:
 # ---- through the CLI, against a SQLite store ---------------------------------------------
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> tuple[str, str]:
-    """One sweep of two methods, two targets and six seeds; returns (tracking URI, parent run id)."""
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def add_sweep(
+    uri: str, tmp_path: Path, sweep: str, task: str = "seq_mnist", quality_name: str = "test_accuracy"
+) -> str:
+    """A finished sweep of two methods, two targets and six seeds in the store; its parent run id.
+    Quality is the task's: accuracies around 0.95 and 0.85, or (lower is better) errors."""
     client = MlflowClient(uri)
     experiment_id = ensure_experiment(client, "report-test", uri, tmp_path)
-    parent = start_parent_run(client, experiment_id, "s1", {"sweep": "s1"}, None)
+    parent = start_parent_run(client, experiment_id, sweep, {"sweep": sweep}, None)
     index = 0
     for method, base in (("global_magnitude", 0.95), ("random", 0.85)):
         for target in (0.5, 0.9):
             for seed in range(6):
                 config = {
-                    "task": {"name": "seq_mnist"},
+                    "task": {"name": task},
                     "pruning": {"method": method, "target_sparsity": target},
                     "seed": seed,
                 }
@@ -359,19 +362,26 @@ def store(tmp_path: Path) -> tuple[str, str]:
                     uri,
                     experiment_id,
                     parent,
-                    f"trial-{index}",
+                    f"{sweep}-trial-{index}",
                     f"{method}-{target}-{seed}",
-                    params={**config, "trial_hash": f"h{index}"},
-                    tags={"method": method, "task": "seq_mnist", "seed": str(seed), "sweep": "s1"},
+                    params={**config, "trial_hash": f"{sweep}h{index}"},
+                    tags={"method": method, "task": task, "seed": str(seed), "sweep": sweep},
                 )
                 quality = base - (0.1 if target == 0.9 else 0.0) + SEED_OFFSET[seed]
-                run.log_metrics(
-                    {"test_accuracy": quality, "sparsity": target, "nonzero_params": 100.0}, step=1
-                )
+                if quality_name != "test_accuracy":
+                    quality = 1 - quality
+                run.log_metrics({quality_name: quality, "sparsity": target, "nonzero_params": 100.0}, step=1)
                 run.finish()
                 index += 1
     client.set_terminated(parent, "FINISHED")
-    return uri, parent
+    return parent
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[str, str]:
+    """One sweep, s1, of two methods, two targets and six seeds; returns (tracking URI, parent run id)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return uri, add_sweep(uri, tmp_path, "s1")
 
 
 def table_rows(text: str, first_header: str) -> list[list[str]]:
@@ -428,6 +438,53 @@ def test_report_command_writes_the_page_and_logs_its_html_to_the_parent_run(
     assert "report/s1.html" in {a.path for a in client.list_artifacts(parent, "report")}
     page = (Path(client.download_artifacts(parent, "report/s1.html", str(tmp_path)))).read_text()
     assert "<table>" in page and page.count("data:image/png;base64,") == 1 and "Wilcoxon p" in page
+
+
+def test_several_sweeps_make_one_page_with_a_part_each_in_its_own_quality(
+    store: tuple[str, str], tmp_path: Path
+) -> None:
+    uri, first_parent = store
+    second_parent = add_sweep(uri, tmp_path, "s2", task="adding", quality_name="test_mse")
+    output = tmp_path / "results" / "both.md"
+    argv = ["report", "s1", "s2", "--tracking-uri", uri, "--output", str(output), "--baseline", "random"]
+    assert main(argv) == 0
+    text = output.read_text()
+    assert text.startswith("# Results of sweep s1 and sweep s2\n")
+    assert text.count("Generated by `") == 1 and text.count("This page is generated by") == 1
+    first, second = text.split("\n## Sweep s1\n")[1].split("\n## Sweep s2\n")
+    # Each part is a whole report one heading level down, in its own task's quality metric.
+    for part in (first, second):
+        assert "\n### Results per method and target\n" in part and "\n#### Target 0.5\n" in part
+        assert "\n## " not in part.split("\n---\n")[0]
+    assert "task seq_mnist; quality is test accuracy (higher is better)" in first
+    assert "task adding; quality is " in second and "(lower is better)" in second
+    assert "](both_1_quality_sparsity.png)" in first and "](both_2_quality_sparsity.png)" in second
+    paired = table_rows(second, "method | target | pairs")
+    assert [row[:3] for row in paired] == [["global_magnitude", "0.5", "6"], ["global_magnitude", "0.9", "6"]]
+    assert paired[0][3] == "-0.1000 ± 0.0000"  # lower error than random: better, in the metric's units
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
+        "both.md",
+        "both_1_quality_sparsity.png",
+        "both_2_quality_sparsity.png",
+    ]
+    client = MlflowClient(uri)
+    for parent in (first_parent, second_parent):
+        html = Path(client.download_artifacts(parent, "report/both.html", str(tmp_path / parent))).read_text()
+        assert html.count("data:image/png;base64,") == 2 and "Sweep s2" in html
+
+
+def test_several_sweeps_need_an_output_and_a_bad_name_writes_nothing(
+    store: tuple[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uri, _ = store
+    assert main(["report", "s1", "s1", "--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err == (
+        "error: --output: several sweeps make one page; name its file (for example docs/results/X.md)\n"
+    )
+    out = tmp_path / "page.md"
+    assert main(["report", "s1", "nothing", "--tracking-uri", uri, "--output", str(out)]) == 2
+    assert "nothing" in capsys.readouterr().err and not out.exists()
+    assert not list(tmp_path.glob("page_*.png"))
 
 
 def test_the_report_reads_a_lottery_trials_trained_model_from_the_store(tmp_path: Path) -> None:
