@@ -214,7 +214,10 @@ def publish_report(
         keep = partial(wanted, quality_base=quality_base(report.quality))
         histories = metric_histories(tracking_uri, tracked, keep)
         curves = build_curves(runs, histories, report.axes, report.quality, drop)
-        sections.append(Section(report, f"{kind.capitalize()} {name}", curves))
+        commits = tuple(
+            sorted({p["tags"]["git_commit"][:7] for p in name_parents if p["tags"].get("git_commit")})
+        )
+        sections.append(Section(report, f"{kind.capitalize()} {name}", curves, commits))
         parents += name_parents
         scopes.append(f"{kind} {name}")
     # 2) one page, its HTML twin on every parent run

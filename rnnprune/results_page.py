@@ -277,6 +277,7 @@ class Section:
     report: ResultsReport
     scope: str
     curves: CurvesReport | None = None
+    ran_at: tuple[str, ...] = ()  # the commits its trials ran at (the parent runs' git_commit tags)
 
 
 def page_markdown(title: str, provenance: Provenance, parts: Sequence[tuple[str, list[str]]]) -> str:
@@ -315,14 +316,17 @@ def section_markdown(
     plots: dict[str, str],
     curves: CurvesReport | None = None,
     curve_plots: dict[str, str] | None = None,
+    ran_at: Sequence[str] = (),
 ) -> list[str]:
-    """A report's tables, plots and tests under level-2 headings, from its summary line on."""
+    """A report's tables, plots and tests under level-2 headings, from its summary line on;
+    `ran_at`: the commits the trials ran at, where the sweep recorded them."""
     quality = report.quality
     heading = quality.label[:1].upper() + quality.label[1:]
     seeds = sorted({r.n for r in report.rows})
     runs = sum(r.n for r in report.rows)
+    ran = f" (trials ran at commit {', '.join(ran_at)})" if ran_at else ""
     lines = [
-        f"{scope}: {runs} finished trial runs in {len(report.rows)} configurations, task "
+        f"{scope}{ran}: {runs} finished trial runs in {len(report.rows)} configurations, task "
         f"{report.task or 'mixed'}; quality is {quality.label} ({quality.better} is better). "
         f"Cells are the mean ± sample standard deviation over seeds (n − 1); seeds per "
         f'configuration: {", ".join(map(str, seeds))}; "—": one seed, spread unmeasured.',
@@ -484,6 +488,7 @@ def write_page(sections: Sequence[Section], markdown_path: Path, title: str, pro
             {k: p.name for k, p in images.items()},
             section.curves,
             {group: p.name for group, p in curve_images.items()},
+            section.ran_at,
         )
         parts.append((section.scope, body))
     text = page_markdown(title, provenance, parts)
