@@ -45,6 +45,7 @@ DEFAULT_BASELINE = "global_magnitude"
 # Accounting columns every trial reports, then what the end-of-trial measurement adds where the
 # runs have it (measured speed-up at batch 1 and 64, the deployable file's size).
 ACCOUNTING = ("sparsity", "nonzero_params")
+DENSE_PREFIX = "dense_"  # a trial's dense model before pruning: dense_test_accuracy
 MEASURED = ("speedup_b1", "speedup_b64", "model_bytes")
 SPEEDUPS = ("speedup_b1", "speedup_b64")
 # The exact two-sided Wilcoxon signed-rank test over n non-zero differences cannot give a p-value
@@ -265,7 +266,7 @@ class Importance:
 class ResultsReport:
     task: str | None
     quality: Metric
-    columns: tuple[Metric, ...]  # quality first, then accounting and the measured ones present
+    columns: tuple[Metric, ...]  # quality, the dense model's where logged, accounting, measured
     axes: Axes
     rows: list[Row]
     baseline: str | None  # a variant name
@@ -339,7 +340,9 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
     if not usable:
         raise ReportError(f"no finished run reports {quality.name} and sparsity: nothing to report")
     axes = swept_axes(usable)
-    present = [m for m in (*ACCOUNTING, *MEASURED) if any(_finite(r, m) for r in usable)]
+    # The dense model each trial pruned (`dense_<quality>`): what the pruned rows are read against.
+    dense = f"{DENSE_PREFIX}{quality.name}"
+    present = [m for m in (dense, *ACCOUNTING, *MEASURED) if any(_finite(r, m) for r in usable)]
     columns = (quality, *(column_metric(m, task) for m in present))
     variants = {variant_of(r, axes): r.method for r in usable if not matched_to(r)}
     chosen = resolve_baseline(baseline, list(variants), variants)

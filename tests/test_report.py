@@ -370,9 +370,11 @@ def add_sweep(
                     tags={"method": method, "task": task, "seed": str(seed), "sweep": sweep},
                 )
                 quality = base - (0.1 if target == 0.9 else 0.0) + SEED_OFFSET[seed]
+                dense = 0.99 + SEED_OFFSET[seed]  # each seed's dense model, shared by its trials
                 if quality_name != "test_accuracy":
-                    quality = 1 - quality
-                run.log_metrics({quality_name: quality, "sparsity": target, "nonzero_params": 100.0}, step=1)
+                    quality, dense = 1 - quality, 1 - dense
+                metrics = {quality_name: quality, f"dense_{quality_name}": dense, "sparsity": target}
+                run.log_metrics({**metrics, "nonzero_params": 100.0}, step=1)
                 run.finish()
                 index += 1
     client.set_terminated(parent, "FINISHED")
@@ -421,6 +423,8 @@ def test_report_command_writes_the_page_and_logs_its_html_to_the_parent_run(
         ["random", "0.9", "6"],
     ]
     assert results[2][3] == "0.8503 ± 0.0026"  # 0.85 + the offsets: mean 0.00033, std 0.00258
+    assert "| seeds | test accuracy | dense test accuracy |" in text  # what each row pruned from
+    assert results[2][4] == "0.9903 ± 0.0026"
     paired = table_rows(text, "method | target | pairs")
     assert [row[:3] for row in paired] == [["random", "0.5", "6"], ["random", "0.9", "6"]]
     assert paired[0][3] == "-0.1000 ± 0.0000" and paired[0][4] == "no spread in the differences"
