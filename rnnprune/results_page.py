@@ -216,7 +216,9 @@ def _plot(report: ResultsReport, x_metrics: Sequence[str], path: Path, title: st
     import matplotlib.pyplot as plt
 
     variants = sorted({r.series[0] for r in report.rows})
-    colors = {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(variants)}
+    # The colour-blind-safe palette while it suffices; past it, 20 distinct colours rather than repeats.
+    palette = PALETTE if len(variants) <= len(PALETTE) else matplotlib.colormaps["tab20"].colors
+    colors = {v: palette[i % len(palette)] for i, v in enumerate(variants)}
     series: dict[tuple[str, tuple[str, ...]], list[Row]] = {}
     for row in report.rows:
         series.setdefault(row.series, []).append(row)
