@@ -148,9 +148,17 @@ def _report(args: argparse.Namespace) -> int:
         raise RnnpruneError(f"--output: {output} is not a Markdown file; give a path ending in .md")
     if args.quality_drop is not None and not args.quality_drop >= 0:
         raise RnnpruneError(f"--quality-drop: {args.quality_drop} is negative; give 0 or more")
+    versus = None
+    if args.versus is not None:
+        axis, equals, value = args.versus.partition("=")
+        if not (axis and equals and value):
+            raise RnnpruneError(
+                f"--versus: {args.versus!r} is not AXIS=VALUE; give one, e.g. pruning.schedule.prune_epochs=4"
+            )
+        versus = (axis, value)
     uri = resolve_tracking_uri(args.tracking_uri, Path.cwd())
     reported = publish_report(
-        uri, args.names, output, args.command_line, args.baseline, args.title, args.quality_drop
+        uri, args.names, output, args.command_line, args.baseline, args.title, args.quality_drop, versus
     )
     plots = ", ".join(str(p) for p in reported.page.plots)
     print(
@@ -373,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline",
         help="method (or method variant) every other one is compared with, seed by seed "
         "(default: global_magnitude where the runs have it)",
+    )
+    report.add_argument(
+        "--versus",
+        metavar="AXIS=VALUE",
+        help="also compare each row, seed by seed, with its own method at this value of a swept "
+        "axis (e.g. pruning.schedule.prune_epochs=4: what a longer budget does to each method)",
     )
     report.add_argument("--title", help="the page's title (default: Results of sweep NAME ...)")
     report.add_argument(

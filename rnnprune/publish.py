@@ -198,18 +198,20 @@ def publish_report(
     baseline: str | None = None,
     title: str | None = None,
     drop: float | None = None,
+    versus: tuple[str, str] | None = None,
 ) -> Reported:
     """`rnnprune report`: the results page of a sweep (or of every sweep of an experiment) as
     Markdown with plots at `markdown_path`, and as HTML on the parent run(s); several names give
     one page with a part each (reproductions of one paper on several tasks, say). Runs that
     tracked layer graphs per epoch (`track.graphs`) add their curves, quality falling by `drop`
-    (default `rnnprune.curves.DEFAULT_DROP`)."""
+    (default `rnnprune.curves.DEFAULT_DROP`); `versus` (axis, value) compares each row with
+    its own method at that value of a swept axis."""
     drop = DEFAULT_DROP if drop is None else drop
     sections, parents, scopes = [], [], []
     # 1) read and analyse every name before writing anything: a bad name or baseline leaves no page
     for name in names:
         kind, name_parents, runs = read_runs(tracking_uri, name)
-        report = build_report(runs, baseline)
+        report = build_report(runs, baseline, versus)
         tracked = [r.run_id for r in runs if r.params.get("track.graphs", "").lower() == "true"]
         keep = partial(wanted, quality_base=quality_base(report.quality))
         histories = metric_histories(tracking_uri, tracked, keep)

@@ -202,6 +202,25 @@ class Row:
         return self.line or self.variant, self.axes
 
 
+@dataclass(frozen=True)
+class AxisComparison:
+    """A row against the row of the same variant and target whose `Versus.axis` is at the
+    reference value, the other shared axes equal, paired by seed: what that axis does."""
+
+    row: Row
+    reference: Row
+    comparison: Comparison
+
+
+@dataclass(frozen=True)
+class Versus:
+    """`--versus AXIS=VALUE`: every row compared with its own variant at that axis value."""
+
+    axis: str
+    value: str
+    comparisons: tuple[AxisComparison, ...] = ()
+
+
 SHORT_OF_TARGET = 0.005
 """A row whose reached sparsity is this far below its target is not ranked at that target."""
 
@@ -279,6 +298,7 @@ class ResultsReport:
     left_out: int = 0  # finished runs without the quality metric or sparsity
     matched: tuple[MatchedComparison, ...] = ()  # rows against their matched baselines
     rankings: tuple[Ranking, ...] = ()  # per target and shared axes, best first
+    versus: Versus | None = None  # rows against their own variant at one value of a shared axis
 
 
 def column_metric(name: str, task: str | None) -> Metric:
@@ -331,8 +351,11 @@ def compare_by_seed(runs: Sequence[RunRecord], others: Sequence[RunRecord], name
     return compare([mine[s] for s in seeds], [theirs[s] for s in seeds])
 
 
-def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> ResultsReport:
-    """Rows, comparisons, hypervolumes and axis importance of a sweep's finished runs."""
+def build_report(
+    runs: Sequence[RunRecord], baseline: str | None = None, versus: tuple[str, str] | None = None
+) -> ResultsReport:
+    """Rows, comparisons, hypervolumes and axis importance of a sweep's finished runs; with
+    `versus` (axis, value), each row against its own variant at that value of a shared axis."""
     task = task_of(runs)
     objectives = default_objectives(task)
     quality = catalogue.metric(objectives[0], task)
@@ -387,7 +410,32 @@ def build_report(runs: Sequence[RunRecord], baseline: str | None = None) -> Resu
         left_out=len({r.run_id for r in runs} - {r.run_id for r in usable}),
         matched=matched_comparisons(rows, usable, quality.name, axes),
         rankings=rankings(rows, quality),
+        versus=None if versus is None else axis_comparisons(rows, axes, *versus, quality.name),
     )
+
+
+def axis_comparisons(rows: Sequence[Row], axes: Axes, axis: str, value: str, quality: str) -> Versus:
+    """Each row whose `axis` is not at `value` against the row of its variant, target and other
+    axes at `value`, seed by seed. Raises ReportError naming --versus when the runs did not
+    sweep that axis or never ran that value."""
+    if axis not in axes.shared:
+        swept = ", ".join(axes.shared) or "no axis besides the methods, targets and seeds"
+        raise ReportError(f"--versus: {axis} is not a swept axis of these runs; they swept {swept}")
+    index = axes.shared.index(axis)
+    seen = sorted({row.axes[index] for row in rows}, key=lambda v: (_as_number(v), v))
+    if value not in seen:
+        raise ReportError(f"--versus: {axis} never took the value {value!r} here; it took {', '.join(seen)}")
+    at_value = {(r.variant, r.target, r.axes): r for r in rows if r.axes[index] == value}
+    comparisons = []
+    for row in rows:
+        if row.axes[index] == value or quality not in row.values:
+            continue
+        key = (row.variant, row.target, (*row.axes[:index], value, *row.axes[index + 1 :]))
+        reference = at_value.get(key)
+        if reference is not None:
+            comparison = compare_by_seed(row.runs, reference.runs, quality)
+            comparisons.append(AxisComparison(row, reference, comparison))
+    return Versus(axis, value, tuple(comparisons))
 
 
 def _axis_values(run: RunRecord, axes: Axes) -> tuple[str, ...]:

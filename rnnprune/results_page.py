@@ -17,7 +17,7 @@ from rnnprune.curves import CurvesReport
 from rnnprune.curves_page import curves_section, plot_curves
 from rnnprune.dashboard import PALETTE
 from rnnprune.provenance import Provenance
-from rnnprune.report import METHOD_AXIS, SHORT_OF_TARGET, SPEEDUPS, TARGET, ResultsReport, Row
+from rnnprune.report import METHOD_AXIS, SHORT_OF_TARGET, SPEEDUPS, TARGET, ResultsReport, Row, Versus
 from rnnprune.stats import SeedStats, format_spread
 
 COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
@@ -109,6 +109,30 @@ def comparison_table(report: ResultsReport) -> list[str]:
                 row.comparison.wilcoxon.cell(),
             ]
         )
+    return _table(header, rows)
+
+
+def versus_table(report: ResultsReport, versus: Versus) -> list[str]:
+    digits = _digits(report.quality.name)
+    header = [
+        "method",
+        *_axis_header(report),
+        "pairs",
+        f"Δ {report.quality.label} (mean ± std)",
+        "paired t-test p",
+        "Wilcoxon p",
+    ]
+    rows = [
+        [
+            compared.row.variant,
+            *_axis_cells(compared.row),
+            str(compared.comparison.pairs),
+            difference_cell(compared.comparison.difference, digits),
+            compared.comparison.t_test.cell(),
+            compared.comparison.wilcoxon.cell(),
+        ]
+        for compared in versus.comparisons
+    ]
     return _table(header, rows)
 
 
@@ -413,6 +437,19 @@ def section_markdown(
             f"per row and uncorrected for multiple comparisons ({tests} rows). The t-test needs 2 "
             "pairs with spread; the exact Wilcoxon test over n non-zero differences cannot go "
             "below p = 2/2^n, so it is given from 6 pairs.",
+        ]
+    if report.versus is not None:
+        versus = report.versus
+        lines += [
+            "",
+            f"## Paired differences to {versus.axis}={versus.value}",
+            "",
+            *versus_table(report, versus),
+            "",
+            f"Δ = row − the same method at {versus.axis}={versus.value} in {quality.label} "
+            f"({quality.better} is better), paired by seed at the same target and other axes: what "
+            f"moving {versus.axis} does to each method. Two-sided p-values as above, uncorrected "
+            f"({len(versus.comparisons)} rows).",
         ]
     if report.matched:
         lines += [

@@ -223,6 +223,63 @@ def test_measured_columns_and_the_speed_plot_appear_only_when_runs_report_them(t
     assert text.count("data:image") == 0 and page.html.count("data:image/png;base64,") == 2
 
 
+def budget_runs() -> list[RunRecord]:
+    """Two methods at 4 and 16 pruning epochs, six seeds: the longer budget gains 0.01 for
+    global_magnitude and 0.03 for rigl, and the seed offsets weigh more at 16 epochs."""
+    runs = []
+    for method, base in (("global_magnitude", 0.90), ("rigl", 0.85)):
+        for epochs in (4, 16):
+            gain = 0.0 if epochs == 4 else (0.03 if method == "rigl" else 0.01)
+            for seed in range(6):
+                quality = base + gain + SEED_OFFSET[seed] * (1 + epochs / 16)
+                runs.append(
+                    record(
+                        len(runs), method, 0.95, seed, quality, **{"pruning.schedule.prune_epochs": epochs}
+                    )
+                )
+    return runs
+
+
+def test_versus_compares_each_method_with_itself_at_the_reference_value_of_an_axis(tmp_path: Path) -> None:
+    report = build_report(budget_runs(), versus=("pruning.schedule.prune_epochs", "4"))
+    assert report.versus is not None
+    compared = report.versus.comparisons
+    assert [(c.row.variant, c.row.axes, c.reference.variant, c.reference.axes) for c in compared] == [
+        ("global_magnitude", ("16",), "global_magnitude", ("4",)),
+        ("rigl", ("16",), "rigl", ("4",)),
+    ]
+    offset = sum(SEED_OFFSET) / len(SEED_OFFSET)
+    for change, comparison in zip((0.01, 0.03), (c.comparison for c in compared), strict=True):
+        assert comparison.pairs == 6 and comparison.difference is not None
+        assert comparison.difference.mean == pytest.approx(change + 0.75 * offset)
+    long, short = (
+        [r.metrics["test_accuracy"] for r in compared[1].row.runs],
+        [r.metrics["test_accuracy"] for r in compared[1].reference.runs],
+    )
+    assert compared[1].comparison.t_test.p_value == pytest.approx(scipy_stats.ttest_rel(long, short).pvalue)
+    provenance = Provenance("rnnprune report budget", "abc1234", "CPU (2 cores)", "2026-01-01 00:00 UTC")
+    page = write_page([Section(report, "Sweep b")], tmp_path / "budget.md", "Budget", provenance)
+    rows = table_rows(
+        page.markdown.read_text().split("## Paired differences to pruning.schedule.prune_epochs=4")[1],
+        "method",
+    )
+    assert [row[:4] for row in rows] == [["global_magnitude", "0.95", "16", "6"], ["rigl", "0.95", "16", "6"]]
+    assert build_report(budget_runs()).versus is None
+
+
+def test_versus_names_an_axis_the_runs_did_not_sweep_or_a_value_they_never_took() -> None:
+    with pytest.raises(
+        ReportError,
+        match=r"--versus: training.lr is not a swept axis of these runs; they swept pruning.schedule.prune",
+    ):
+        build_report(budget_runs(), versus=("training.lr", "0.1"))
+    with pytest.raises(
+        ReportError,
+        match=r"--versus: pruning.schedule.prune_epochs never took the value '8' here; it took 4, 16",
+    ):
+        build_report(budget_runs(), versus=("pruning.schedule.prune_epochs", "8"))
+
+
 def matched_runs() -> list[RunRecord]:
     """Lattice at two named variants and two fine-tunes over three seeds; global magnitude and
     random matched to each lattice run at the sparsity it reached (not the lattice target)."""
@@ -527,6 +584,14 @@ def test_report_input_errors_are_one_line(
     assert "--baseline: no method 'lattice' among these runs" in capsys.readouterr().err
     assert not Path(out).exists()
     assert main(["report", "nothing", "--tracking-uri", uri, "--output", out]) == 2
+    capsys.readouterr()
+    assert main(["report", "s1", "--tracking-uri", uri, "--output", out, "--versus", "prune_epochs"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --versus: 'prune_epochs' is not AXIS=VALUE; give one, e.g. pruning.schedule.prune_epochs=4\n"
+    )
+    assert main(["report", "s1", "--tracking-uri", uri, "--output", out, "--versus", "seed=1"]) == 2
+    assert "--versus: seed is not a swept axis of these runs" in capsys.readouterr().err
+    assert not Path(out).exists()
 
 
 @pytest.mark.slow
