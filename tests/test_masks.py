@@ -1,3 +1,6 @@
+import copy
+import io
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -58,6 +61,29 @@ def test_masks_travel_in_the_state_dict() -> None:
     model.eval()
     fresh.eval()
     assert torch.allclose(model(inputs), fresh(inputs))
+
+
+def test_a_saved_pruned_model_is_no_larger_than_the_unpruned_one_and_keeps_its_masks() -> None:
+    """The masks' multipliers (weight-sized, in the weights' dtype) are a cache: a file holds the
+    weights and the bool masks only, and the loaded model (or a copy) rebuilds them."""
+    unpruned = RecurrentNet("lstm", input_size=5, hidden_size=12, num_layers=2, num_classes=3)
+    model = _pruned_model("lstm")
+
+    def saved(module: torch.nn.Module) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(module, buffer)
+        return buffer.getvalue()
+
+    assert len(saved(model)) <= len(saved(unpruned))
+    for loaded in (torch.load(io.BytesIO(saved(model)), weights_only=False), copy.deepcopy(model)):
+        optimizer = torch.optim.SGD(loaded.parameters(), lr=0.5)
+        loss = F.cross_entropy(loaded(torch.randn(8, 6, 5)), torch.randint(0, 3, (8,)))
+        loss.backward()
+        optimizer.step()
+        loaded.apply_masks(optimizer)
+        parameters = dict(loaded.named_parameters())
+        for name, mask in model.masks().items():
+            assert torch.all(parameters[name][~mask] == 0), name
 
 
 def test_set_masks_zeroes_weights_and_nesting_never_regrows() -> None:

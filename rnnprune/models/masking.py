@@ -248,6 +248,18 @@ class MaskedWeights:
         self.refresh_masks()
         return result
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The multipliers are a cache of the masks in the weights' dtype, as large as the weights:
+        # a saved or copied model leaves them out (its masks are buffers) and rebuilds them.
+        state = dict(super().__getstate__())  # type: ignore[misc]
+        state["_active"] = []
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        if getattr(self, "_mask_slots", None) is not None:
+            self.refresh_masks()
+
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
         # `.to(device)` replaces parameters' storage: the cached multipliers must follow.
         result = super()._apply(fn, recurse)  # type: ignore[misc]
