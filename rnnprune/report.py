@@ -257,7 +257,7 @@ def rankings(rows: Sequence[Row], quality: Metric) -> tuple[Ranking, ...]:
             groups[(row.target, row.axes)].append(row)
     result = []
     for (target, axes), members in sorted(
-        groups.items(), key=lambda item: (_as_number(item[0][0]), item[0][1])
+        groups.items(), key=lambda item: (_as_number(item[0][0]), _values_key(item[0][1]))
     ):
         members.sort(key=lambda r: r.values[quality.name].mean, reverse=quality.maximize)
         reached = [r for r in members if not _short_of(r, target)]
@@ -386,7 +386,7 @@ def build_report(
         rows.append(
             Row(variant, members[0].method, target, axis_values, tuple(members), values, comparison, line)
         )
-    rows.sort(key=lambda r: (r.variant != chosen, r.variant, r.axes, _as_number(r.target)))
+    rows.sort(key=lambda r: (r.variant != chosen, r.variant, _values_key(r.axes), _as_number(r.target)))
     note = "" if chosen else f"{DEFAULT_BASELINE} is not among these runs; name a baseline with --baseline"
     if not chosen and baseline is None and any(r.method == DEFAULT_BASELINE for r in usable):
         note = (
@@ -422,7 +422,7 @@ def axis_comparisons(rows: Sequence[Row], axes: Axes, axis: str, value: str, qua
         swept = ", ".join(axes.shared) or "no axis besides the methods, targets and seeds"
         raise ReportError(f"--versus: {axis} is not a swept axis of these runs; they swept {swept}")
     index = axes.shared.index(axis)
-    seen = sorted({row.axes[index] for row in rows}, key=lambda v: (_as_number(v), v))
+    seen = sorted({row.axes[index] for row in rows}, key=lambda v: _values_key((v,)))
     if value not in seen:
         raise ReportError(f"--versus: {axis} never took the value {value!r} here; it took {', '.join(seen)}")
     at_value = {(r.variant, r.target, r.axes): r for r in rows if r.axes[index] == value}
@@ -504,6 +504,11 @@ def _as_number(value: str) -> float:
         return float(value)
     except ValueError:
         return math.inf
+
+
+def _values_key(values: Sequence[str]) -> tuple[tuple[float, str], ...]:
+    """Axis values in numeric order where they are numbers (4 before 16), else by text."""
+    return tuple((_as_number(v), v) for v in values)
 
 
 def hypervolume_per_seed(
