@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,16 @@ from rnnprune.curves import CurvesReport
 from rnnprune.curves_page import curves_section, plot_curves
 from rnnprune.dashboard import PALETTE
 from rnnprune.provenance import Provenance
-from rnnprune.report import METHOD_AXIS, SHORT_OF_TARGET, SPEEDUPS, TARGET, ResultsReport, Row, Versus
+from rnnprune.report import (
+    METHOD_AXIS,
+    SHORT_OF_TARGET,
+    SPEEDUPS,
+    TARGET,
+    Comparison,
+    ResultsReport,
+    Row,
+    Versus,
+)
 from rnnprune.stats import SeedStats, format_spread
 
 COUNTS = ("nonzero_params", "model_bytes")  # integers: no decimals
@@ -84,35 +93,8 @@ def difference_cell(change: SeedStats | None, digits: int) -> str:
     )
 
 
-def comparison_table(report: ResultsReport) -> list[str]:
-    digits = _digits(report.quality.name)
-    header = [
-        "method",
-        *_axis_header(report),
-        "pairs",
-        f"Δ {report.quality.label} (mean ± std)",
-        "paired t-test p",
-        "Wilcoxon p",
-    ]
-    rows = []
-    for row in report.rows:
-        if row.comparison is None:
-            continue
-        change = row.comparison.difference
-        rows.append(
-            [
-                row.variant,
-                *_axis_cells(row),
-                str(row.comparison.pairs),
-                difference_cell(change, digits),
-                row.comparison.t_test.cell(),
-                row.comparison.wilcoxon.cell(),
-            ]
-        )
-    return _table(header, rows)
-
-
-def versus_table(report: ResultsReport, versus: Versus) -> list[str]:
+def paired_table(report: ResultsReport, pairs: Iterable[tuple[Row, Comparison]]) -> list[str]:
+    """Rows, each with its paired comparison: the difference in quality and both tests."""
     digits = _digits(report.quality.name)
     header = [
         "method",
@@ -124,16 +106,24 @@ def versus_table(report: ResultsReport, versus: Versus) -> list[str]:
     ]
     rows = [
         [
-            compared.row.variant,
-            *_axis_cells(compared.row),
-            str(compared.comparison.pairs),
-            difference_cell(compared.comparison.difference, digits),
-            compared.comparison.t_test.cell(),
-            compared.comparison.wilcoxon.cell(),
+            row.variant,
+            *_axis_cells(row),
+            str(comparison.pairs),
+            difference_cell(comparison.difference, digits),
+            comparison.t_test.cell(),
+            comparison.wilcoxon.cell(),
         ]
-        for compared in versus.comparisons
+        for row, comparison in pairs
     ]
     return _table(header, rows)
+
+
+def comparison_table(report: ResultsReport) -> list[str]:
+    return paired_table(report, ((r, r.comparison) for r in report.rows if r.comparison is not None))
+
+
+def versus_table(report: ResultsReport, versus: Versus) -> list[str]:
+    return paired_table(report, ((c.row, c.comparison) for c in versus.comparisons))
 
 
 SIGNIFICANCE = 0.05
